@@ -1,0 +1,145 @@
+// The Llama-family decoder (Llama-2/3, Mistral, Qwen2, SmolLM2) in libtorch.
+//
+// Owns: the transformer math: token embedding, N blocks of
+// (RMSNorm -> GQA attention with RoPE -> residual, RMSNorm -> SwiGLU -> residual),
+// final RMSNorm and the LM head (tied to the embedding when configured).
+// It knows nothing of ranks, optimizers or files: weights come in through
+// named parameters (see name_adapter.h), LoRA lives inside Proj.
+//
+// Attention masks: a query may attend to a key iff the key is at or before it
+// (causal, by slot), both carry the same non-zero segment id, and, with a
+// sliding window W, they are fewer than W slots apart. Segment 0 is padding.
+// Positions (RoPE) come from position_ids, so packed samples restart at 0.
+//
+// Thread-safety: a module is used by one thread at a time.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "dfar/model/model_config.h"
+
+namespace dfar {
+
+// y = x W^T (+ b) (+ scale * dropout(x) A^T B^T when LoRA is on).
+class ProjImpl : public torch::nn::Module {
+ public:
+  ProjImpl(int64_t in, int64_t out, bool bias);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  // Adds trainable A [r, in] (Kaiming-uniform) and B [out, r] (zeros), and
+  // freezes weight and bias. scale = alpha / r.
+  void EnableLora(int64_t rank, double alpha, double dropout);
+  bool has_lora() const { return lora_a.defined(); }
+  // W += scale * B A, then drop the adapters' effect (merged = true).
+  void MergeLora();
+  // W -= scale * B A (undo MergeLora).
+  void UnmergeLora();
+
+  torch::Tensor weight, bias, lora_a, lora_b;
+  double lora_scale = 0.0;
+  double lora_dropout = 0.0;
+  bool merged = false;
+};
+TORCH_MODULE(Proj);
+
+class RmsNormImpl : public torch::nn::Module {
+ public:
+  RmsNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RmsNorm);
+
+// Per-layer key/value cache for incremental decoding. Slots [0, length) are
+// filled; segment_ids [B, capacity] marks padding (0) as for inputs.
+struct KvCache {
+  std::vector<torch::Tensor> k, v;  // [B, kv_heads, capacity, head_dim] per layer.
+  torch::Tensor segment_ids;        // [B, capacity] int64.
+  int64_t length = 0;
+  int64_t capacity = 0;
+};
+
+struct AttentionContext;  // Masks and RoPE tables shared by all layers of one call.
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache, int64_t layer);
+  Proj q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  explicit MlpImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  Proj gate{nullptr}, up{nullptr}, down{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  explicit BlockImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache, int64_t layer);
+  RmsNorm attn_norm{nullptr}, mlp_norm{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+struct DecoderInputs {
+  torch::Tensor input_ids;     // [B, T] int64.
+  torch::Tensor position_ids;  // [B, T] int64; undefined: 0..T-1 (after the cache).
+  torch::Tensor segment_ids;   // [B, T] int64; undefined: one segment, no padding.
+};
+
+enum class AttentionKernel { kSdpa, kMath };
+
+class DecoderImpl : public torch::nn::Module {
+ public:
+  explicit DecoderImpl(const ModelConfig& config);
+
+  // Final hidden states [B, T, hidden]. With a cache, appends this call's keys
+  // and values to it (the cache must have room).
+  torch::Tensor forward(const DecoderInputs& in, KvCache* cache = nullptr);
+  // LM head: [..., hidden] -> [..., vocab]. Apply to the rows that need logits
+  // only (training: supervised positions; generation: last positions).
+  torch::Tensor Logits(const torch::Tensor& hidden);
+
+  // An empty cache for `batch` rows and `capacity` slots, on the model's device/dtype.
+  KvCache NewCache(int64_t batch, int64_t capacity) const;
+
+  // Turns LoRA on for the named projections ("q","k","v","o","gate","up","down").
+  void EnableLora(const std::vector<std::string>& targets, int64_t rank, double alpha, double dropout);
+  void MergeLora();
+  void UnmergeLora();
+
+  const ModelConfig& config() const { return config_; }
+  void set_attention_kernel(AttentionKernel k) { kernel_ = k; }
+  void set_activation_checkpointing(bool on) { checkpointing_ = on; }
+
+  torch::nn::Embedding embed{nullptr};
+  torch::nn::ModuleList layers;
+  RmsNorm norm{nullptr};
+  Proj lm_head{nullptr};  // nullptr when tied to embed.
+
+ private:
+  torch::Tensor RunBlock(int64_t i, const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache);
+
+  ModelConfig config_;
+  torch::Tensor inv_freq_;  // [head_dim / 2], fp32, with rope scaling applied.
+  AttentionKernel kernel_ = AttentionKernel::kSdpa;
+  bool checkpointing_ = false;
+};
+TORCH_MODULE(Decoder);
+
+// RoPE inverse frequencies with the config's scaling (Llama-3 or none).
+torch::Tensor RopeInverseFrequencies(const ModelConfig& c);
+
+}  // namespace dfar

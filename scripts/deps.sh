@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what dfar needs on Debian 12, idempotently: Debian packages that
+# are missing, then the default model (scripts/fetch_model.sh). Safe to rerun.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config clang-format
+  libtorch-dev libopenblas0-pthread
+  libopenmpi-dev openmpi-bin
+  libhdf5-dev hdf5-tools
+  libyaml-cpp-dev libspdlog-dev libgtest-dev nlohmann-json3-dev
+  libsentencepiece-dev libcli11-dev libpcre2-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "deps: all Debian packages present"
+fi
+
+if [ -x "$here/fetch_model.sh" ] && [ "${DFAR_SKIP_MODEL:-0}" != 1 ]; then
+  "$here/fetch_model.sh"
+fi

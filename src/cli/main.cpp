@@ -1,0 +1,37 @@
+// The `dfar` entry point: registers subcommands and maps errors to exit codes.
+//   0  success
+//   1  dfar::Error (bad input, failed run): the message says what and where
+//   2  command-line usage errors (CLI11)
+//   3  unexpected internal errors
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "commands.h"
+#include "dfar/core/error.h"
+#include "dfar/core/logging.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dfar: distributed L / L+R fine-tuning and evaluation of LLMs on DFAR"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "show help for every subcommand");
+  dfar::cli::RegisterDataCommand(app);
+  dfar::cli::RegisterTokenizerCommand(app);
+  dfar::cli::RegisterConfigCommand(app);
+  dfar::cli::RegisterVersionCommand(app);
+  try {
+    dfar::InitConsoleLogging();
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const dfar::Error& e) {
+    std::fprintf(stderr, "dfar: error: %s\n", e.message().c_str());
+    spdlog::debug("raised at {}", e.origin());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dfar: internal error: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,325 @@
+#include "dfar/core/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "dfar/core/error.h"
+
+namespace dfar {
+namespace {
+
+// ---- scalar parsing: strict, so "1e-3x" or "yes please" never slip through.
+
+std::string ScalarOf(const YAML::Node& node, const std::string& where, const char* type) {
+  DFAR_CHECK(node.IsScalar(), where, ": expected a ", type, " but found a ",
+             node.IsSequence() ? "list" : node.IsMap() ? "mapping" : "null value");
+  return node.Scalar();
+}
+
+double ParseDouble(const YAML::Node& node, const std::string& where) {
+  const std::string text = ScalarOf(node, where, "number");
+  errno = 0;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  DFAR_CHECK(!text.empty() && end == text.c_str() + text.size() && errno == 0 && std::isfinite(value),
+             where, ": expected a finite number, got '", text, "'");
+  return value;
+}
+
+int64_t ParseInt(const YAML::Node& node, const std::string& where) {
+  const std::string text = ScalarOf(node, where, "integer");
+  errno = 0;
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  DFAR_CHECK(!text.empty() && end == text.c_str() + text.size() && errno == 0, where,
+             ": expected an integer, got '", text, "'");
+  return value;
+}
+
+bool ParseBool(const YAML::Node& node, const std::string& where) {
+  const std::string text = ScalarOf(node, where, "boolean");
+  if (text == "true" || text == "True" || text == "on") return true;
+  if (text == "false" || text == "False" || text == "off") return false;
+  DFAR_THROW(where, ": expected true or false, got '", text, "'");
+}
+
+std::string Quote(const std::string& s) {
+  YAML::Emitter out;
+  out << YAML::DoubleQuoted << s;
+  return out.c_str();
+}
+
+std::string ShowDouble(double v) {
+  std::ostringstream os;
+  os.precision(std::numeric_limits<double>::max_digits10);
+  os << v;
+  std::string s = os.str();
+  // Keep YAML readers (and humans) seeing a float, not an int.
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+// ---- field builders. Each takes an accessor that returns a reference to the
+// field in a Config, so the schema is the single place that names each key.
+
+template <typename T>
+using Accessor = std::function<T&(Config&)>;
+
+ConfigField FloatField(std::string key, Accessor<double> at, double lo, double hi, std::string doc) {
+  ConfigField f;
+  f.key = key;
+  f.type = "float";
+  f.doc = std::move(doc);
+  f.parse = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    const double v = ParseDouble(n, where);
+    DFAR_CHECK(v >= lo && v <= hi, where, ": ", key, "=", v, " is out of range [", lo, ", ", hi, "]");
+    at(c) = v;
+  };
+  f.show = [=](const Config& c) { return ShowDouble(at(const_cast<Config&>(c))); };
+  return f;
+}
+
+template <typename Int>
+ConfigField IntField(std::string key, Accessor<Int> at, int64_t lo, int64_t hi, std::string doc) {
+  ConfigField f;
+  f.key = key;
+  f.type = "int";
+  f.doc = std::move(doc);
+  f.parse = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    const int64_t v = ParseInt(n, where);
+    DFAR_CHECK(v >= lo && v <= hi, where, ": ", key, "=", v, " is out of range [", lo, ", ", hi, "]");
+    at(c) = static_cast<Int>(v);
+  };
+  f.show = [=](const Config& c) { return std::to_string(at(const_cast<Config&>(c))); };
+  return f;
+}
+
+ConfigField BoolField(std::string key, Accessor<bool> at, std::string doc) {
+  ConfigField f;
+  f.key = key;
+  f.type = "bool";
+  f.doc = std::move(doc);
+  f.parse = [=](Config& c, const YAML::Node& n, const std::string& where) { at(c) = ParseBool(n, where); };
+  f.show = [=](const Config& c) { return std::string(at(const_cast<Config&>(c)) ? "true" : "false"); };
+  return f;
+}
+
+ConfigField StringField(std::string key, Accessor<std::string> at, std::string doc) {
+  ConfigField f;
+  f.key = key;
+  f.type = "string";
+  f.doc = std::move(doc);
+  f.parse = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    at(c) = n.IsNull() ? std::string() : ScalarOf(n, where, "string");
+  };
+  f.show = [=](const Config& c) { return Quote(at(const_cast<Config&>(c))); };
+  return f;
+}
+
+ConfigField EnumField(std::string key, Accessor<std::string> at, std::vector<std::string> choices,
+                      std::string doc) {
+  ConfigField f = StringField(key, at, std::move(doc));
+  std::string joined;
+  for (const auto& ch : choices) joined += (joined.empty() ? "" : "|") + ch;
+  f.type = "enum(" + joined + ")";
+  f.parse = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    const std::string v = ScalarOf(n, where, "string");
+    bool ok = false;
+    for (const auto& ch : choices) ok = ok || ch == v;
+    DFAR_CHECK(ok, where, ": ", key, "='", v, "' is not one of ", joined);
+    at(c) = v;
+  };
+  return f;
+}
+
+ConfigField ListField(std::string key, Accessor<std::vector<std::string>> at, std::string doc) {
+  ConfigField f;
+  f.key = key;
+  f.type = "list";
+  f.doc = std::move(doc);
+  f.parse = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    std::vector<std::string> values;
+    if (n.IsScalar()) {
+      values.push_back(n.Scalar());
+    } else {
+      DFAR_CHECK(n.IsSequence(), where, ": ", key, " expects a list of strings");
+      for (const auto& item : n) values.push_back(ScalarOf(item, where, "string"));
+    }
+    at(c) = std::move(values);
+  };
+  f.show = [=](const Config& c) {
+    std::string s = "[";
+    for (const auto& v : at(const_cast<Config&>(c))) s += (s.size() > 1 ? ", " : "") + Quote(v);
+    return s + "]";
+  };
+  return f;
+}
+
+#define DFAR_AT(expr) [](Config& c) -> auto& { return c.expr; }
+
+std::vector<ConfigField> BuildSchema() {
+  const int64_t kBig = int64_t{1} << 40;
+  return {
+      StringField("run.dir", DFAR_AT(run.dir), "run directory: logs/, metrics.jsonl, checkpoints"),
+      IntField<uint64_t>("run.seed", DFAR_AT(run.seed), 0, kBig, "seed for shuffles, splits and init"),
+      EnumField("run.log_level", DFAR_AT(run.log_level), {"trace", "debug", "info", "warn", "error"},
+                "log level (env DFAR_LOG_LEVEL overrides)"),
+      BoolField("run.log_all_ranks_to_console", DFAR_AT(run.log_all_ranks_to_console),
+                "every rank logs to the console, not only rank 0"),
+      StringField("data.train", DFAR_AT(data.train), "training CSV"),
+      StringField("data.test", DFAR_AT(data.test), "test CSV (evaluation)"),
+      StringField("data.delimiter", DFAR_AT(data.delimiter), "CSV field delimiter, one character"),
+      StringField("data.text_column", DFAR_AT(data.text_column), "header of the statement/text column"),
+      StringField("data.label_column", DFAR_AT(data.label_column), "header of the label column"),
+      StringField("data.reason_column", DFAR_AT(data.reason_column), "header of the reason column; empty if none"),
+      EnumField("data.label_rule", DFAR_AT(data.label_rule), {"map", "threshold"},
+                "map: exact label values; threshold: numeric score >= data.label_threshold is unethical"),
+      ListField("data.ethical_values", DFAR_AT(data.ethical_values), "label cells meaning ethical (0)"),
+      ListField("data.unethical_values", DFAR_AT(data.unethical_values), "label cells meaning unethical (1)"),
+      FloatField("data.label_threshold", DFAR_AT(data.label_threshold), -1e9, 1e9, "threshold for label_rule=threshold"),
+      FloatField("data.val_fraction", DFAR_AT(data.val_fraction), 0.0, 0.5, "fraction of train held out for validation"),
+      IntField<int64_t>("data.limit", DFAR_AT(data.limit), 0, kBig, "use only the first N rows (0 = all)"),
+      EnumField("prompt.objective", DFAR_AT(prompt.objective), {"l", "lr"}, "l: label only; lr: label + reason"),
+      StringField("prompt.template_name", DFAR_AT(prompt.template_name), "template name in prompt.templates_file"),
+      StringField("prompt.templates_file", DFAR_AT(prompt.templates_file), "YAML file of named templates"),
+      IntField<int64_t>("prompt.max_seq_len", DFAR_AT(prompt.max_seq_len), 8, 1 << 20, "tokens per sequence"),
+      BoolField("prompt.pack", DFAR_AT(prompt.pack), "pack several examples into one sequence"),
+      StringField("tokenizer.path", DFAR_AT(tokenizer.path), "SentencePiece .model (empty: the model's own)"),
+      IntField<int64_t>("sampler.micro_batch", DFAR_AT(sampler.micro_batch), 1, 1 << 16, "examples per rank per micro-step"),
+      EnumField("sampler.remainder", DFAR_AT(sampler.remainder), {"drop", "wrap"},
+                "equalise train shards by dropping or wrapping the remainder"),
+      BoolField("sampler.group_by_length", DFAR_AT(sampler.group_by_length), "batch examples of similar length"),
+      IntField<int64_t>("sampler.group_window", DFAR_AT(sampler.group_window), 1, 1 << 20,
+                        "examples sorted together when grouping by length"),
+  };
+}
+
+#undef DFAR_AT
+
+const ConfigField* FindField(const std::string& key) {
+  for (const auto& f : ConfigSchema())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+bool IsSection(const std::string& name) {
+  for (const auto& f : ConfigSchema())
+    if (f.key.compare(0, name.size() + 1, name + ".") == 0) return true;
+  return false;
+}
+
+std::string Where(const std::string& path, const YAML::Mark& mark, const std::string& key) {
+  return path + ":" + std::to_string(mark.line + 1) + ": key " + key;
+}
+
+void ApplySection(Config& config, const std::string& path, const std::string& section, const YAML::Node& body) {
+  DFAR_CHECK(body.IsMap(), path, ":", body.Mark().line + 1, ": section '", section, "' must be a mapping");
+  for (const auto& kv : body) {
+    const std::string key = section + "." + kv.first.as<std::string>();
+    const ConfigField* field = FindField(key);
+    DFAR_CHECK(field != nullptr, path, ":", kv.first.Mark().line + 1, ": unknown key '", key,
+               "' (see `dfar config keys`)");
+    field->parse(config, kv.second, Where(path, kv.first.Mark(), key));
+  }
+}
+
+void ApplyYamlFile(Config& config, const std::string& path) {
+  std::ifstream in(path);
+  DFAR_CHECK(in.good(), "cannot open config file '", path, "'");
+  YAML::Node root;
+  try {
+    root = YAML::Load(in);
+  } catch (const YAML::Exception& e) {
+    DFAR_THROW(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": YAML syntax error: ", e.msg);
+  }
+  if (root.IsNull()) return;  // An empty file means all defaults.
+  DFAR_CHECK(root.IsMap(), path, ": the top level must be a mapping of sections");
+  for (const auto& kv : root) {
+    const std::string section = kv.first.as<std::string>();
+    DFAR_CHECK(IsSection(section), path, ":", kv.first.Mark().line + 1, ": unknown section '", section,
+               "' (see `dfar config keys`)");
+    ApplySection(config, path, section, kv.second);
+  }
+}
+
+}  // namespace
+
+const std::vector<ConfigField>& ConfigSchema() {
+  static const std::vector<ConfigField> schema = BuildSchema();
+  return schema;
+}
+
+void ApplyOverride(Config& config, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  DFAR_CHECK(eq != std::string::npos && eq > 0, "override '", assignment, "' is not of the form section.key=value");
+  const std::string key = assignment.substr(0, eq);
+  const ConfigField* field = FindField(key);
+  DFAR_CHECK(field != nullptr, "override '", assignment, "': unknown key '", key, "' (see `dfar config keys`)");
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    DFAR_THROW("override '", assignment, "': cannot parse value: ", e.msg);
+  }
+  field->parse(config, value, "override '" + assignment + "'");
+}
+
+Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {
+  Config config;
+  if (!path.empty()) ApplyYamlFile(config, path);
+  for (const auto& o : overrides) ApplyOverride(config, o);
+  config.Validate();
+  return config;
+}
+
+void Config::Validate() const {
+  DFAR_CHECK(data.delimiter.size() == 1, "data.delimiter must be exactly one character, got '", data.delimiter, "'");
+  DFAR_CHECK(data.delimiter != "\"" && data.delimiter != "\n" && data.delimiter != "\r",
+             "data.delimiter cannot be a quote or a newline");
+  DFAR_CHECK(!data.text_column.empty(), "data.text_column must not be empty");
+  DFAR_CHECK(!data.label_column.empty(), "data.label_column must not be empty");
+  if (data.label_rule == "map") {
+    DFAR_CHECK(!data.ethical_values.empty() && !data.unethical_values.empty(),
+               "data.label_rule=map needs data.ethical_values and data.unethical_values");
+    for (const auto& v : data.ethical_values)
+      for (const auto& u : data.unethical_values)
+        DFAR_CHECK(v != u, "label value '", v, "' is in both data.ethical_values and data.unethical_values");
+  }
+  DFAR_CHECK(sampler.group_window >= sampler.micro_batch || !sampler.group_by_length,
+             "sampler.group_window (", sampler.group_window, ") must be >= sampler.micro_batch (",
+             sampler.micro_batch, ")");
+}
+
+std::string ConfigToYaml(const Config& config) {
+  std::string out;
+  std::string section;
+  for (const auto& f : ConfigSchema()) {
+    const auto dot = f.key.find('.');
+    const std::string s = f.key.substr(0, dot);
+    if (s != section) {
+      out += s + ":\n";
+      section = s;
+    }
+    out += "  " + f.key.substr(dot + 1) + ": " + f.show(config) + "\n";
+  }
+  return out;
+}
+
+std::string ConfigKeysHelp() {
+  const Config defaults;
+  std::ostringstream os;
+  for (const auto& f : ConfigSchema()) {
+    os << "  " << f.key << " (" << f.type << ", default " << f.show(defaults) << ")\n      " << f.doc << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace dfar
