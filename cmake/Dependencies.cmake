@@ -10,12 +10,15 @@ find_package(HDF5 REQUIRED COMPONENTS C)
 # CMAKE_PREFIX_PATH) at a pip wheel's torch/share/cmake/Torch for 2.x + CUDA.
 find_package(Torch REQUIRED)
 message(STATUS "dfar: libtorch ${Torch_VERSION} from ${Torch_DIR}")
+# SentencePiece: linked only by the dfar_spm shim (see CMakeLists.txt), never
+# by dfar_base or an executable. Debian's libsentencepiece embeds and exports
+# its own protobuf-lite 3.14, which clashes with the libprotobuf 3.21 that
+# libtorch needs: loaded first, libprotobuf's static initialisers bind to
+# sentencepiece's copies and crash before main(); loaded second, sentencepiece
+# binds to 3.21 and refuses to run ("compiled against version 3.14.0"). No link
+# order fixes both, so dfar dlopen()s the shim with RTLD_LOCAL | RTLD_DEEPBIND
+# instead, and no longer links libprotobuf itself (libtorch brings it).
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
-# Debian's libsentencepiece exports its own copy of protobuf-lite. When it is
-# loaded before libprotobuf (which libtorch needs), libprotobuf's static
-# initialisers bind to sentencepiece's copies and crash before main(). Linking
-# libprotobuf first, and always, makes the dynamic loader resolve to it.
-find_library(DFAR_PROTOBUF_LIBRARY NAMES protobuf libprotobuf.so.32)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 
 # CUDA + NCCL: optional. Found on the build machine even without a GPU, so the

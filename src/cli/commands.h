@@ -15,6 +15,9 @@ void RegisterDataCommand(CLI::App& app);
 void RegisterTokenizerCommand(CLI::App& app);
 void RegisterConfigCommand(CLI::App& app);
 void RegisterVersionCommand(CLI::App& app);
+void RegisterGenerateCommand(CLI::App& app);
+void RegisterEvalCommand(CLI::App& app);
+void RegisterTrainCommand(CLI::App& app);
 
 // Flags every config-driven command shares: --config FILE and trailing
 // `section.key=value` overrides. The help footer lists the keys from the

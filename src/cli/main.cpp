@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
   dfar::cli::RegisterDataCommand(app);
   dfar::cli::RegisterTokenizerCommand(app);
   dfar::cli::RegisterConfigCommand(app);
+  dfar::cli::RegisterTrainCommand(app);
+  dfar::cli::RegisterGenerateCommand(app);
+  dfar::cli::RegisterEvalCommand(app);
   dfar::cli::RegisterVersionCommand(app);
   try {
     dfar::InitConsoleLogging();

@@ -174,6 +174,31 @@ std::vector<ConfigField> BuildSchema() {
                 "log level (env DFAR_LOG_LEVEL overrides)"),
       BoolField("run.log_all_ranks_to_console", DFAR_AT(run.log_all_ranks_to_console),
                 "every rank logs to the console, not only rank 0"),
+      StringField("model.path", DFAR_AT(model.path), "pretrained model: .gguf file or HF directory"),
+      EnumField("model.device", DFAR_AT(model.device), {"auto", "cpu", "cuda"}, "compute device"),
+      EnumField("model.dtype", DFAR_AT(model.dtype), {"auto", "fp32", "bf16"},
+                "compute dtype (auto: bf16 on CUDA, fp32 on CPU); master weights stay fp32"),
+      EnumField("model.attention", DFAR_AT(model.attention), {"sdpa", "math"}, "attention kernel"),
+      BoolField("model.activation_checkpointing", DFAR_AT(model.activation_checkpointing),
+                "recompute each block in backward to save memory"),
+      BoolField("lora.enabled", DFAR_AT(lora.enabled), "train LoRA adapters (false: full fine-tuning)"),
+      IntField<int64_t>("lora.rank", DFAR_AT(lora.rank), 1, 4096, "LoRA rank r"),
+      FloatField("lora.alpha", DFAR_AT(lora.alpha), 0.0, 1e6, "LoRA alpha (scale = alpha / r)"),
+      FloatField("lora.dropout", DFAR_AT(lora.dropout), 0.0, 0.99, "dropout on the LoRA input"),
+      ListField("lora.targets", DFAR_AT(lora.targets), "projections to adapt: q k v o gate up down"),
+      IntField<int64_t>("dist.zero", DFAR_AT(dist.zero), 0, 2, "ZeRO stage: 0 off, 1 optimizer state, 2 + gradients"),
+      FloatField("dist.bucket_mb", DFAR_AT(dist.bucket_mb), 0.001, 4096, "gradient all-reduce bucket size (MB)"),
+      FloatField("dist.collective_timeout_s", DFAR_AT(dist.collective_timeout_s), 0.1, 1e6,
+                 "deadline of one collective before the job aborts"),
+      IntField<int64_t>("ckpt.every", DFAR_AT(ckpt.every), 0, kBig, "checkpoint every K steps (0 = at the end)"),
+      IntField<int64_t>("ckpt.keep_last", DFAR_AT(ckpt.keep_last), 0, 1 << 20, "complete checkpoints kept (0 = all)"),
+      BoolField("ckpt.async", DFAR_AT(ckpt.async), "write checkpoints in the background"),
+      EnumField("eval.mode", DFAR_AT(eval.mode), {"generate", "likelihood"},
+                "generate + parse the verdict, or compare label likelihoods"),
+      IntField<int64_t>("eval.limit", DFAR_AT(eval.limit), 0, kBig, "evaluate the first N examples (0 = all)"),
+      IntField<int64_t>("eval.batch_size", DFAR_AT(eval.batch_size), 1, 4096, "prompts decoded together per rank"),
+      IntField<int64_t>("eval.max_new_tokens", DFAR_AT(eval.max_new_tokens), 1, 1 << 16, "generation budget"),
+      StringField("eval.out_dir", DFAR_AT(eval.out_dir), "report directory (default <run.dir>/eval)"),
       StringField("data.train", DFAR_AT(data.train), "training CSV"),
       StringField("data.test", DFAR_AT(data.test), "test CSV (evaluation)"),
       StringField("data.delimiter", DFAR_AT(data.delimiter), "CSV field delimiter, one character"),
@@ -199,6 +224,17 @@ std::vector<ConfigField> BuildSchema() {
       BoolField("sampler.group_by_length", DFAR_AT(sampler.group_by_length), "batch examples of similar length"),
       IntField<int64_t>("sampler.group_window", DFAR_AT(sampler.group_window), 1, 1 << 20,
                         "examples sorted together when grouping by length"),
+      FloatField("train.lr", DFAR_AT(train.lr), 0.0, 10.0, "peak learning rate (AdamW)"),
+      EnumField("train.schedule", DFAR_AT(train.schedule), {"constant", "linear", "cosine"},
+                "learning-rate schedule after warmup"),
+      FloatField("train.warmup_ratio", DFAR_AT(train.warmup_ratio), 0.0, 1.0, "fraction of steps spent warming up"),
+      FloatField("train.weight_decay", DFAR_AT(train.weight_decay), 0.0, 10.0, "decoupled weight decay"),
+      FloatField("train.grad_clip", DFAR_AT(train.grad_clip), 0.0, 1e6, "clip the global gradient norm (0 = off)"),
+      IntField<int64_t>("train.epochs", DFAR_AT(train.epochs), 1, 1 << 20, "passes over the training data"),
+      IntField<int64_t>("train.max_steps", DFAR_AT(train.max_steps), 0, kBig, "cap on optimizer steps (0 = epochs decide)"),
+      IntField<int64_t>("train.grad_accum", DFAR_AT(train.grad_accum), 1, 1 << 16, "micro-batches per optimizer step"),
+      IntField<int64_t>("train.eval_every", DFAR_AT(train.eval_every), 0, kBig, "validation loss every K steps (0 = never)"),
+      IntField<int64_t>("train.log_every", DFAR_AT(train.log_every), 1, kBig, "progress line every K steps"),
   };
 }
 
@@ -231,23 +267,30 @@ void ApplySection(Config& config, const std::string& path, const std::string& se
   }
 }
 
+// `source` names the text in messages (a file path, or e.g. "checkpoint index").
+void ApplyYamlText(Config& config, const std::string& text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    DFAR_THROW(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": YAML syntax error: ", e.msg);
+  }
+  if (root.IsNull()) return;  // An empty file means all defaults.
+  DFAR_CHECK(root.IsMap(), source, ": the top level must be a mapping of sections");
+  for (const auto& kv : root) {
+    const std::string section = kv.first.as<std::string>();
+    DFAR_CHECK(IsSection(section), source, ":", kv.first.Mark().line + 1, ": unknown section '", section,
+               "' (see `dfar config keys`)");
+    ApplySection(config, source, section, kv.second);
+  }
+}
+
 void ApplyYamlFile(Config& config, const std::string& path) {
   std::ifstream in(path);
   DFAR_CHECK(in.good(), "cannot open config file '", path, "'");
-  YAML::Node root;
-  try {
-    root = YAML::Load(in);
-  } catch (const YAML::Exception& e) {
-    DFAR_THROW(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": YAML syntax error: ", e.msg);
-  }
-  if (root.IsNull()) return;  // An empty file means all defaults.
-  DFAR_CHECK(root.IsMap(), path, ": the top level must be a mapping of sections");
-  for (const auto& kv : root) {
-    const std::string section = kv.first.as<std::string>();
-    DFAR_CHECK(IsSection(section), path, ":", kv.first.Mark().line + 1, ": unknown section '", section,
-               "' (see `dfar config keys`)");
-    ApplySection(config, path, section, kv.second);
-  }
+  std::stringstream text;
+  text << in.rdbuf();
+  ApplyYamlText(config, text.str(), path);
 }
 
 }  // namespace
@@ -270,6 +313,13 @@ void ApplyOverride(Config& config, const std::string& assignment) {
     DFAR_THROW("override '", assignment, "': cannot parse value: ", e.msg);
   }
   field->parse(config, value, "override '" + assignment + "'");
+}
+
+Config LoadConfigText(const std::string& yaml, const std::string& source) {
+  Config config;
+  ApplyYamlText(config, yaml, source);
+  config.Validate();
+  return config;
 }
 
 Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {

@@ -10,7 +10,7 @@ TokenizedExample Tokenize(const Tokenizer& tok, const RenderedExample& rendered,
   DFAR_CHECK(max_len > 0, "max_seq_len must be positive, got ", max_len);
   TokenizedExample out;
   out.index = index;
-  if (tok.bos_id() >= 0) out.ids.push_back(tok.bos_id());
+  if (tok.add_bos()) out.ids.push_back(tok.bos_id());
   // Prompt and target are encoded apart so that the supervision boundary is a
   // token boundary, whatever the tokenizer would merge across it.
   std::vector<int32_t> prompt = tok.Encode(rendered.prompt);

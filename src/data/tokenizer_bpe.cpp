@@ -21,7 +21,6 @@
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string_view>
 #include <unordered_map>
 
@@ -188,6 +187,7 @@ class BpeTokenizer final : public Tokenizer {
   std::string Piece(int32_t id) const override { return tokens_[CheckId(id)]; }
   int64_t vocab_size() const override { return static_cast<int64_t>(tokens_.size()); }
   int32_t bos_id() const override { return bos_id_; }
+  bool add_bos() const override { return add_bos_ && bos_id_ >= 0; }
   int32_t eos_id() const override { return eos_id_; }
   int32_t pad_id() const override { return pad_id_ >= 0 ? pad_id_ : eos_id_; }
   std::string kind() const override { return "bpe"; }
@@ -216,6 +216,7 @@ class BpeTokenizer final : public Tokenizer {
   std::unique_ptr<Regex> digits_;
   std::unique_ptr<Regex> split_;
   int32_t bos_id_, eos_id_, pad_id_, unk_id_;
+  bool add_bos_ = false;
 
   static constexpr size_t kCacheLimit = 1 << 16;
   mutable std::mutex cache_mu_;
@@ -232,6 +233,7 @@ BpeTokenizer::BpeTokenizer(BpeVocab vocab, const std::string& source)
              ": BPE vocabulary too large");
   DFAR_CHECK(!vocab.pre.pattern.empty(), source_, ": BPE pre-tokenizer has no split regex");
   bos_id_ = CheckedSpecialId(vocab.bos_id, "bos");
+  add_bos_ = vocab.add_bos;
   eos_id_ = CheckedSpecialId(vocab.eos_id, "eos");
   pad_id_ = CheckedSpecialId(vocab.pad_id, "pad");
   unk_id_ = CheckedSpecialId(vocab.unk_id, "unk");
@@ -498,6 +500,7 @@ void ReadSpecialIds(const std::string& path, BpeVocab* v) {
   v->bos_id = IdOfConfigToken(config, "bos_token", *v);
   v->eos_id = IdOfConfigToken(config, "eos_token", *v);
   v->pad_id = IdOfConfigToken(config, "pad_token", *v);
+  v->add_bos = config.value("add_bos_token", false);
 }
 
 void CheckHfModel(const json& j, const std::string& path) {
@@ -606,6 +609,7 @@ std::unique_ptr<Tokenizer> LoadBpeTokenizerFromGguf(const GgufFile& g) {
   v.bos_id = GgufTokenId(g, "tokenizer.ggml.bos_token_id");
   v.eos_id = GgufTokenId(g, "tokenizer.ggml.eos_token_id");
   v.pad_id = GgufTokenId(g, "tokenizer.ggml.padding_token_id");
+  v.add_bos = g.GetBool("tokenizer.ggml.add_bos_token", false);
   // tokenizer.ggml.unknown_token_id is not used: llama.cpp drops a byte that
   // has no token (SmolLM2 lacks e.g. 0x04 and 0xFF), and so does HF's BPE
   // without an unk token; emitting <|endoftext|> there would be worse.

@@ -129,8 +129,13 @@ class MpiCommunicator : public Communicator {
 
   std::shared_ptr<Work> AllGatherAsync(const void* send, void* recv, size_t count, DType dtype) override {
     const MPI_Datatype type = ToMpi(dtype);
+    // The rank's block may already sit in place inside recv (ZeRO's
+    // parameter gather does this); MPI then needs MPI_IN_PLACE.
+    const bool in_place = send == static_cast<const uint8_t*>(recv) + rank_ * count * DTypeSize(dtype);
     return Enqueue([=] {
-      DFAR_MPI_CHECK(MPI_Allgather(send, Count(count), type, recv, Count(count), type, MPI_COMM_WORLD), rank_);
+      DFAR_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : send, Count(count), type, recv, Count(count), type,
+                                   MPI_COMM_WORLD),
+                     rank_);
     });
   }
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -80,13 +81,23 @@ std::string ErrorOf(Fn&& fn) {
   return "";
 }
 
-std::string TempDir(const std::string& name) {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/dfar_bpe_" + std::to_string(::getpid()) + "_" + name;
-  std::string cmd = "mkdir -p '" + dir + "'";
-  EXPECT_EQ(std::system(cmd.c_str()), 0);
-  return dir;
-}
+// A fresh directory under $TMPDIR, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name) {
+    const char* tmp = std::getenv("TMPDIR");
+    path_ = std::string(tmp != nullptr ? tmp : "/tmp") + "/dfar_bpe_" + std::to_string(::getpid()) + "_" + name;
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 // ---------------------------------------------------------------------------
 // Toy vocabularies.
@@ -196,7 +207,8 @@ TEST(BpeHfJson, LoadsSequencePreTokenizerAndConfig) {
       {"pretokenizers", json::array({{{"type", "Digits"}, {"individual_digits", true}},
                                      {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}})}};
   json config = {{"bos_token", "<|im_start|>"}, {"eos_token", {{"content", "<|im_end|>"}}}, {"pad_token", nullptr}};
-  std::string path = WriteHf(TempDir("seq"), ToyHfJson(pre), &config);
+  TempDir dir("seq");
+  std::string path = WriteHf(dir.path(), ToyHfJson(pre), &config);
   auto t = LoadBpeTokenizerFromHfJson(path);
   EXPECT_EQ(t->vocab_size(), 260);
   EXPECT_EQ(t->bos_id(), 258);
@@ -213,7 +225,8 @@ TEST(BpeHfJson, LoadsSplitRegexPreTokenizer) {
                                               {"behavior", "Isolated"},
                                               {"invert", false}},
                                              {{"type", "ByteLevel"}, {"use_regex", false}}})}};
-  auto t = LoadBpeTokenizerFromHfJson(WriteHf(TempDir("split"), ToyHfJson(pre), nullptr));
+  TempDir dir("split");
+  auto t = LoadBpeTokenizerFromHfJson(WriteHf(dir.path(), ToyHfJson(pre), nullptr));
   EXPECT_EQ(t->Encode("hi 1"), (std::vector<int32_t>{257, 256}));
   EXPECT_EQ(t->bos_id(), -1);
 }
@@ -223,7 +236,8 @@ TEST(BpeHfJson, ErrorsNameTheFile) {
               LoadBpeTokenizerFromHfJson("/nonexistent/tokenizer.json");
             }).find("/nonexistent/tokenizer.json: cannot open"),
             std::string::npos);
-  std::string dir = TempDir("bad");
+  TempDir tmp("bad");
+  const std::string& dir = tmp.path();
   std::ofstream(dir + "/tokenizer.json") << "{not json";
   EXPECT_NE(ErrorOf([&] { LoadBpeTokenizerFromHfJson(dir + "/tokenizer.json"); }).find("not valid JSON"),
             std::string::npos);
@@ -409,7 +423,8 @@ TEST_F(BpeSmolLM2, HfJsonOfSameVocabAgrees) {
   j["pre_tokenizer"] = {{"type", "Sequence"},
                         {"pretokenizers", json::array({{{"type", "Digits"}, {"individual_digits", true}},
                                                        {{"type", "ByteLevel"}, {"use_regex", true}}})}};
-  auto hf = LoadBpeTokenizerFromHfJson(WriteHf(TempDir("smol"), j, nullptr));
+  TempDir dir("smol");
+  auto hf = LoadBpeTokenizerFromHfJson(WriteHf(dir.path(), j, nullptr));
   const json golden = LoadGolden();
   for (const json& c : golden.at("cases")) {
     const std::string text = c.at("text").get<std::string>();

@@ -68,12 +68,72 @@ struct SamplerConfig {
   int64_t group_window = 64;           // Examples sorted together when grouping; bigger = less padding, less randomness.
 };
 
+// Optimisation. Defaults are the paper's: AdamW, lr 2e-4 constant after a
+// 3% warmup, weight decay 0.001, clipping at global norm 0.3.
+struct TrainConfig {
+  double lr = 2e-4;
+  std::string schedule = "constant";  // constant|linear|cosine, all after warmup.
+  double warmup_ratio = 0.03;         // Fraction of total steps spent warming up.
+  double weight_decay = 0.001;        // Decoupled (AdamW); not applied to norms.
+  double grad_clip = 0.3;             // Global L2 norm across ranks; 0 disables.
+  int64_t epochs = 1;
+  int64_t max_steps = 0;              // >0 caps optimizer steps (overrides epochs).
+  int64_t grad_accum = 1;             // Micro-batches per optimizer step per rank.
+  int64_t eval_every = 0;             // Validation loss every K steps (0: never).
+  int64_t log_every = 1;              // Progress line every K steps.
+};
+
+// Which model and how it computes.
+struct ModelSection {
+  std::string path = ".cache/models/smollm2-135m-instruct.gguf";  // .gguf file or HF directory.
+  std::string device = "auto";       // auto|cpu|cuda: auto takes this rank's GPU if one exists.
+  std::string dtype = "auto";        // auto|fp32|bf16: auto = bf16 on CUDA, fp32 on CPU.
+  std::string attention = "sdpa";    // sdpa (fused where libtorch has it) | math (reference).
+  bool activation_checkpointing = false;  // Recompute blocks in backward: less memory, ~1/3 more compute.
+};
+
+// LoRA adapters. The paper: r=64, alpha=16, dropout 0.1 on all projections.
+struct LoraConfig {
+  bool enabled = true;
+  int64_t rank = 64;
+  double alpha = 16.0;
+  double dropout = 0.1;
+  std::vector<std::string> targets = {"q", "k", "v", "o", "gate", "up", "down"};
+};
+
+// Data parallelism.
+struct DistConfig {
+  int64_t zero = 0;                  // 0: replicated optimizer; 1: shard optimizer state; 2: also gradients.
+  double bucket_mb = 32.0;           // Gradient bucket size; see docs/benchmarks.md for how it was chosen.
+  double collective_timeout_s = 600; // A collective slower than this aborts the job, naming missing ranks.
+};
+
+struct CheckpointConfig {
+  int64_t every = 0;                 // Save every K optimizer steps (0: only at the end).
+  int64_t keep_last = 2;             // Newest complete checkpoints kept (0: all).
+  bool async = false;                // Write in the background while training continues.
+};
+
+struct EvalConfig {
+  std::string mode = "generate";     // generate: greedy decoding + verdict parsing; likelihood: compare label log-probs.
+  int64_t limit = 0;                 // Evaluate the first N test examples (0: all).
+  int64_t batch_size = 8;            // Prompts decoded together per rank.
+  int64_t max_new_tokens = 96;       // Generation budget (L+R reasons need room).
+  std::string out_dir;               // Reports go here (default: <run.dir>/eval).
+};
+
 struct Config {
   RunConfig run;
+  ModelSection model;
+  LoraConfig lora;
+  DistConfig dist;
+  CheckpointConfig ckpt;
+  EvalConfig eval;
   DataConfig data;
   PromptConfig prompt;
   TokenizerConfig tokenizer;
   SamplerConfig sampler;
+  TrainConfig train;
 
   // Cross-field rules (e.g. threshold rule needs no value lists). Throws.
   void Validate() const;
@@ -94,6 +154,10 @@ const std::vector<ConfigField>& ConfigSchema();
 // Loads `path` over the defaults, then applies overrides in order, then
 // validates. An empty path means defaults plus overrides.
 Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Parses YAML text (e.g. a config stored in a checkpoint); `source` names it
+// in messages.
+Config LoadConfigText(const std::string& yaml, const std::string& source);
 
 // Applies one "section.key=value" override; value is parsed as YAML.
 void ApplyOverride(Config& config, const std::string& assignment);

@@ -59,6 +59,7 @@ struct BpeVocab {
   BpePreTokenizer pre;
   bool ignore_merges = false;  // Emit a piece found whole in the vocab without merging (Llama-3).
   int32_t bos_id = -1;
+  bool add_bos = false;  // GGUF tokenizer.ggml.add_bos_token / tokenizer_config add_bos_token.
   int32_t eos_id = -1;
   int32_t pad_id = -1;  // -1: falls back to eos_id.
   int32_t unk_id = -1;  // Emitted for a byte missing from the vocab; -1 drops it (as HF does).

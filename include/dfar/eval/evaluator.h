@@ -1,0 +1,67 @@
+// The distributed evaluator: every test example scored exactly once.
+//
+// Owns: turning (model, config, examples) into per-example results and a
+// report. Rank r of N takes the contiguous shard EvalShard(n, r, N) (sizes
+// differ by at most one; no padding, no duplicates), decodes its own batches
+// without ever waiting for other ranks, and only the final gather
+// (GatherResults, one AllGatherBytes) is collective. Results come back in the
+// examples' original order.
+//
+// Modes (eval.mode):
+//   generate    prompt = [BOS if the tokenizer has one] + Encode(RenderPrompt(
+//               template, statement)), exactly as training builds its context;
+//               batched greedy decoding with the KV cache (eval.max_new_tokens,
+//               stop on EOS); the verdict is parsed from the text
+//               (verdict.h) and the reason is the text after it.
+//   likelihood  for each label, log p(target_l | prompt) summed over the
+//               target's tokens (EOS excluded), both labels of a batch in one
+//               forward; the larger wins (ties go to ethical).
+// Failure: dfar::Error for a model without a tokenizer, an unknown mode or
+// template, an empty example list, a prompt beyond the model's context, and
+// (from the gather) any example not scored exactly once.
+// Thread-safety: uses the decoder exclusively; Evaluate and RunEvaluation are
+// collective over `comm`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dfar/core/config.h"
+#include "dfar/core/world.h"
+#include "dfar/data/example.h"
+#include "dfar/data/prompt_template.h"
+#include "dfar/dist/communicator.h"
+#include "dfar/eval/report.h"
+#include "dfar/eval/results.h"
+#include "dfar/model/pretrained.h"
+
+namespace dfar {
+
+// The prompt's token ids as training builds them (see above).
+std::vector<int32_t> EvalPromptIds(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& statement);
+
+// Not collective: scores `examples` on this process in batches of
+// eval.batch_size and adds to *stats (examples, tokens; not seconds).
+std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTemplate& tmpl, const Config& config,
+                                         const std::vector<Example>& examples, RankStats* stats);
+
+// Collective: this rank's shard, then the gather. Every rank receives all results.
+GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std::vector<Example>& examples,
+                         Communicator& comm);
+
+// eval.out_dir, or <run.dir>/eval when it is empty.
+std::string EvalOutDir(const Config& config);
+
+// Moves the model to this rank's device and the configured dtype (model.device,
+// model.dtype) and sets the intra-op threads (OMP_NUM_THREADS, else the cores
+// shared among the node's ranks).
+void PlaceForEval(PretrainedModel& model, const Config& config, const World& world);
+
+// Collective: loads data.test (first eval.limit rows), Evaluate, builds the
+// report; rank 0 writes it (report.h) into EvalOutDir. Returns the report on
+// every rank. `model_path` / `checkpoint` only label the report.
+EvalReport RunEvaluation(PretrainedModel& model, const Config& config, const std::string& model_path,
+                         const std::string& checkpoint, Communicator& comm);
+
+}  // namespace dfar

@@ -1,0 +1,40 @@
+// Batched autoregressive generation with a KV cache.
+//
+// Owns: left-padding prompts of different lengths into one batch, prefill,
+// then one token per step for every unfinished row, with greedy or
+// temperature/top-p sampling (seeded), stopping per row on EOS, a stop
+// string, or max_new_tokens. Rows never wait for each other's text: a
+// finished row simply stops contributing output.
+// Failure: dfar::Error for empty prompts or a request beyond the model's
+// context. Thread-safety: uses the decoder exclusively while running.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dfar/data/tokenizer.h"
+#include "dfar/model/decoder.h"
+
+namespace dfar {
+
+struct GenerationOptions {
+  int64_t max_new_tokens = 64;
+  double temperature = 0.0;  // 0: greedy.
+  double top_p = 1.0;        // Nucleus mass kept when sampling.
+  uint64_t seed = 0;
+  std::vector<std::string> stop_strings;  // Output is cut before the first match.
+};
+
+struct Generation {
+  std::vector<int32_t> ids;  // New tokens only (EOS excluded).
+  std::string text;          // Decoded, cut at a stop string.
+  std::string stop_reason;   // "eos", "stop_string", "length".
+};
+
+std::vector<Generation> Generate(Decoder& decoder, const Tokenizer& tokenizer,
+                                 const std::vector<std::vector<int32_t>>& prompts, const GenerationOptions& options);
+
+}  // namespace dfar

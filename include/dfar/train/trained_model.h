@@ -1,0 +1,24 @@
+// Loading what a training run produced, for evaluation or export.
+//
+// LoadTrainedModel reads a checkpoint directory (step-N): the run's resolved
+// config from the index, the base model from config.model.path (checked
+// against the recorded size and CRC32C), LoRA adapters enabled as configured,
+// and every saved parameter, read whole (so any world size can load a
+// checkpoint written by any other).
+// Failure: dfar::Error naming the checkpoint, tensor and shapes.
+#pragma once
+
+#include <string>
+
+#include "dfar/core/config.h"
+#include "dfar/model/pretrained.h"
+
+namespace dfar {
+
+PretrainedModel LoadTrainedModel(const std::string& checkpoint_dir, Config* config_out);
+
+// Identity of a model file or directory: bytes and CRC32C of its weight and
+// tokenizer files, so a checkpoint can refuse a different base model.
+std::string ModelIdentity(const std::string& path);
+
+}  // namespace dfar

@@ -1,0 +1,40 @@
+// `dfar train`: L or L+R fine-tuning, data-parallel over MPI ranks.
+//
+// Owns the loop (per optimizer step): take grad_accum micro-batches from this
+// rank's sampler shard -> one all-reduce of the supervised-token count ->
+// forward/backward of each micro-batch with loss = CE sum / global count (the
+// last micro-step's backward overlaps bucketed gradient collectives) -> wait
+// -> global-norm clip (a non-finite norm skips the step on every rank) ->
+// AdamW on owned ranges -> ZeRO parameter gather -> metrics -> periodic
+// validation loss and checkpoint.
+// Failure: dfar::Error for bad config, data or model; a run dir that exists
+// is refused unless resume or overwrite is set.
+// Thread-safety: one Trainer per process, on the main thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "dfar/core/config.h"
+#include "dfar/dist/communicator.h"
+
+namespace dfar {
+
+struct TrainOptions {
+  bool resume = false;     // Continue from <run.dir>/checkpoints/latest.
+  bool overwrite = false;  // Delete an existing run dir first.
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double final_loss = 0;
+  double last_grad_norm = 0;  // Global, pre-clip; identical on every rank.
+  int64_t skipped_steps = 0;  // Steps skipped for a non-finite loss or norm.
+  double seconds = 0;
+  std::string last_checkpoint;
+};
+
+// Runs training to completion (or until a stop signal, after checkpointing).
+TrainSummary RunTraining(const Config& config, const TrainOptions& options, Communicator& comm);
+
+}  // namespace dfar

@@ -1,0 +1,50 @@
+// `dfar generate`: text from a pretrained model (GGUF or HF directory).
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "dfar/core/error.h"
+#include "dfar/model/generate.h"
+#include "dfar/model/pretrained.h"
+
+namespace dfar::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model;
+  std::string prompt;
+  bool chat = false;
+  GenerationOptions options;
+};
+
+void RunGenerate(const GenerateFlags& f) {
+  PretrainedModel m = LoadPretrained(f.model);
+  DFAR_CHECK(m.tokenizer != nullptr, f.model, ": no tokenizer found (need tokenizer.json or tokenizer.model)");
+  m.decoder->eval();
+  std::string text = f.prompt;
+  if (f.chat) text = "<|im_start|>user\n" + f.prompt + "<|im_end|>\n<|im_start|>assistant\n";
+  std::vector<int32_t> ids = m.tokenizer->Encode(text);
+  if (m.tokenizer->add_bos()) ids.insert(ids.begin(), m.tokenizer->bos_id());
+  const auto result = Generate(m.decoder, *m.tokenizer, {ids}, f.options);
+  std::printf("%s\n", result[0].text.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+void RegisterGenerateCommand(CLI::App& app) {
+  auto flags = std::make_shared<GenerateFlags>();
+  auto* cmd = app.add_subcommand("generate", "generate text from a model with the KV cache");
+  cmd->add_option("--model,-m", flags->model, "a .gguf file or a Hugging Face model directory")->required();
+  cmd->add_option("--prompt,-p", flags->prompt, "prompt text")->required();
+  cmd->add_flag("--chat", flags->chat, "wrap the prompt in the ChatML template of instruct models (SmolLM2, Qwen)");
+  cmd->add_option("--max-new-tokens,-n", flags->options.max_new_tokens, "tokens to generate")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--temperature", flags->options.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-p", flags->options.top_p, "nucleus mass when sampling")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", flags->options.seed, "sampling seed");
+  cmd->add_option("--stop", flags->options.stop_strings, "stop string (repeatable)");
+  cmd->callback([flags] { RunGenerate(*flags); });
+}
+
+}  // namespace dfar::cli

@@ -1,0 +1,91 @@
+// One whole evaluation: placement, data, the evaluator, the report.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "dfar/core/error.h"
+#include "dfar/data/dataset.h"
+#include "dfar/eval/evaluator.h"
+
+namespace dfar {
+namespace {
+
+torch::Dtype EvalDtype(const std::string& dtype, const torch::Device& device) {
+  if (dtype == "fp32") return torch::kFloat;
+  if (dtype == "bf16") return torch::kBFloat16;
+  return device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
+}
+
+bool HasUnmergedLora(Decoder& decoder) {
+  for (const auto& m : decoder->modules(false)) {
+    const auto* p = dynamic_cast<const ProjImpl*>(m.get());
+    if (p != nullptr && p->has_lora() && !p->merged) return true;
+  }
+  return false;
+}
+
+std::vector<Example> LoadTestExamples(const Config& config) {
+  DFAR_CHECK(!config.data.test.empty(), "data.test is empty: name the evaluation CSV (--data or data.test=...)");
+  std::vector<Example> examples = LoadExamples(config.data.test, config.data);
+  const int64_t limit = config.eval.limit;
+  DFAR_CHECK(limit >= 0, "eval.limit must be >= 0, got ", limit);
+  if (limit > 0 && static_cast<int64_t>(examples.size()) > limit) examples.resize(static_cast<size_t>(limit));
+  DFAR_CHECK(!examples.empty(), config.data.test, ": no examples to evaluate");
+  return examples;
+}
+
+ReportInfo MakeInfo(const Config& config, const std::string& model_path, const std::string& checkpoint,
+                    const Communicator& comm) {
+  ReportInfo info;
+  info.model = model_path;
+  info.checkpoint = checkpoint;
+  info.objective = ObjectiveName(ParseObjective(config.prompt.objective));
+  info.template_name = config.prompt.template_name;
+  info.data_file = config.data.test;
+  info.mode = config.eval.mode;
+  info.world_size = comm.size();
+  info.backend = comm.backend();
+  info.batch_size = config.eval.batch_size;
+  info.max_new_tokens = config.eval.max_new_tokens;
+  info.limit = config.eval.limit;
+  return info;
+}
+
+}  // namespace
+
+std::string EvalOutDir(const Config& config) {
+  if (!config.eval.out_dir.empty()) return config.eval.out_dir;
+  return (std::filesystem::path(config.run.dir) / "eval").string();
+}
+
+void PlaceForEval(PretrainedModel& model, const Config& config, const World& world) {
+  const bool cuda = config.model.device == "cuda" || (config.model.device == "auto" && world.device != "cpu");
+  DFAR_CHECK(!cuda || world.device != "cpu", "model.device=cuda but no CUDA device is visible to rank ", world.rank);
+  const torch::Device device(cuda ? world.device : "cpu");
+  // Merged adapters cost nothing per token; merge before any cast to bf16.
+  if (HasUnmergedLora(model.decoder)) model.decoder->MergeLora();
+  model.decoder->to(device, EvalDtype(config.model.dtype, device));
+  // OMP_NUM_THREADS wins; otherwise the node's cores are split among its ranks.
+  const bool from_env = std::getenv("OMP_NUM_THREADS") != nullptr;
+  const int threads = from_env ? world.threads : std::max(1, world.threads / std::max(1, world.local_size));
+  if (!cuda) torch::set_num_threads(threads);
+  spdlog::info("eval: {} on {} ({} threads)", model.source, device.str(), cuda ? 0 : threads);
+}
+
+EvalReport RunEvaluation(PretrainedModel& model, const Config& config, const std::string& model_path,
+                         const std::string& checkpoint, Communicator& comm) {
+  const ReportInfo info = MakeInfo(config, model_path, checkpoint, comm);
+  const std::vector<Example> examples = LoadTestExamples(config);
+  GatheredResults gathered = Evaluate(model, config, examples, comm);
+  EvalReport report = BuildReport(info, gathered.results, gathered.ranks);
+  if (comm.rank() == 0) {
+    const std::string out_dir = EvalOutDir(config);
+    WriteEvalOutputs(out_dir, report, gathered.results);
+    report.source = (std::filesystem::path(out_dir) / "eval_report.json").string();
+  }
+  return report;
+}
+
+}  // namespace dfar

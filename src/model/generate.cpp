@@ -1,0 +1,107 @@
+#include "dfar/model/generate.h"
+
+#include <algorithm>
+
+#include "dfar/core/error.h"
+
+namespace dfar {
+namespace {
+
+struct PaddedPrompts {
+  torch::Tensor ids, positions, segments;  // [B, P]
+  std::vector<int64_t> lengths;
+};
+
+// Left-pads so every prompt ends at the same slot; pads are segment 0.
+PaddedPrompts LeftPad(const std::vector<std::vector<int32_t>>& prompts, int64_t pad_id) {
+  PaddedPrompts p;
+  int64_t longest = 0;
+  for (const auto& pr : prompts) {
+    DFAR_CHECK(!pr.empty(), "cannot generate from an empty prompt");
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(pr.size()));
+  }
+  const int64_t b = static_cast<int64_t>(prompts.size());
+  p.ids = torch::full({b, longest}, pad_id, torch::kLong);
+  p.positions = torch::zeros({b, longest}, torch::kLong);
+  p.segments = torch::zeros({b, longest}, torch::kLong);
+  for (int64_t r = 0; r < b; ++r) {
+    const auto& pr = prompts[static_cast<size_t>(r)];
+    const int64_t n = static_cast<int64_t>(pr.size()), off = longest - n;
+    for (int64_t i = 0; i < n; ++i) p.ids[r][off + i] = pr[static_cast<size_t>(i)];
+    p.positions[r].narrow(0, off, n).copy_(torch::arange(n));
+    p.segments[r].narrow(0, off, n).fill_(1);
+    p.lengths.push_back(n);
+  }
+  return p;
+}
+
+torch::Tensor SampleNext(const torch::Tensor& logits, const GenerationOptions& o, at::Generator& gen) {
+  if (o.temperature <= 0.0) return logits.argmax(-1);
+  auto probs = torch::softmax(logits.to(torch::kFloat) / o.temperature, -1);
+  if (o.top_p < 1.0) {
+    auto sorted = probs.sort(-1, /*descending=*/true);
+    auto p_sorted = std::get<0>(sorted), idx = std::get<1>(sorted);
+    auto before = p_sorted.cumsum(-1) - p_sorted;  // Mass strictly above each token.
+    p_sorted = p_sorted.masked_fill(before > o.top_p, 0.0);
+    probs = torch::zeros_like(probs).scatter(-1, idx, p_sorted);
+  }
+  return torch::multinomial(probs, 1, false, gen).squeeze(-1);
+}
+
+// Cuts text at the earliest stop string; true if one was found.
+bool CutAtStop(std::string* text, const std::vector<std::string>& stops) {
+  size_t cut = std::string::npos;
+  for (const auto& s : stops)
+    if (!s.empty()) cut = std::min(cut, text->find(s));
+  if (cut == std::string::npos) return false;
+  text->resize(cut);
+  return true;
+}
+
+}  // namespace
+
+std::vector<Generation> Generate(Decoder& decoder, const Tokenizer& tok,
+                                 const std::vector<std::vector<int32_t>>& prompts, const GenerationOptions& o) {
+  torch::NoGradGuard no_grad;
+  const auto device = decoder->embed->weight.device();
+  PaddedPrompts p = LeftPad(prompts, std::max(tok.pad_id(), 0));
+  const int64_t b = p.ids.size(0), plen = p.ids.size(1);
+  DFAR_CHECK(plen + o.max_new_tokens <= decoder->config().max_position, "prompt (", plen, ") + max_new_tokens (",
+             o.max_new_tokens, ") exceeds the model's context of ", decoder->config().max_position, " tokens");
+  KvCache cache = decoder->NewCache(b, plen + o.max_new_tokens);
+  auto hidden = decoder->forward({p.ids.to(device), p.positions.to(device), p.segments.to(device)}, &cache);
+  auto logits = decoder->Logits(hidden.select(1, plen - 1));
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  std::vector<Generation> out(static_cast<size_t>(b));
+  std::vector<bool> done(static_cast<size_t>(b), false);
+  auto next_pos = torch::tensor(p.lengths, torch::kLong).unsqueeze(1);
+  for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+    auto next = SampleNext(logits.cpu(), o, gen);
+    for (int64_t r = 0; r < b; ++r) {
+      auto& g = out[static_cast<size_t>(r)];
+      if (done[static_cast<size_t>(r)]) continue;
+      const int32_t id = static_cast<int32_t>(next[r].item<int64_t>());
+      if (id == tok.eos_id()) {
+        done[static_cast<size_t>(r)] = true;
+        g.stop_reason = "eos";
+        continue;
+      }
+      g.ids.push_back(id);
+      g.text = tok.Decode(g.ids);
+      if (CutAtStop(&g.text, o.stop_strings)) {
+        done[static_cast<size_t>(r)] = true;
+        g.stop_reason = "stop_string";
+      }
+    }
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+    auto seg = torch::ones({b, 1}, torch::kLong);
+    hidden = decoder->forward({next.unsqueeze(1).to(device), next_pos.to(device), seg.to(device)}, &cache);
+    logits = decoder->Logits(hidden.select(1, 0));
+    next_pos = next_pos + 1;
+  }
+  for (auto& g : out)
+    if (g.stop_reason.empty()) g.stop_reason = "length";
+  return out;
+}
+
+}  // namespace dfar

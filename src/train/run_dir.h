@@ -1,0 +1,18 @@
+// Run-directory handling shared by the trainer (internal header).
+#pragma once
+
+#include <string>
+
+#include "dfar/core/config.h"
+#include "dfar/dist/communicator.h"
+
+namespace dfar {
+
+// Creates (or, with overwrite, recreates) the run dir; refuses an existing one
+// unless resume/overwrite. Checks it is writable. Collective.
+void PrepareRunDir(const std::string& dir, bool resume, bool overwrite, Communicator& comm);
+
+// Writes `text` to `path` atomically (tmp + fsync + rename).
+void WriteTextAtomic(const std::string& path, const std::string& text);
+
+}  // namespace dfar

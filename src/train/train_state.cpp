@@ -1,0 +1,125 @@
+#include "train_state.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "dfar/core/error.h"
+
+namespace dfar {
+namespace {
+
+const char* kStateNames[] = {"param/", "optim.exp_avg/", "optim.exp_avg_sq/"};
+
+// ZeRO 0: which rank writes each entry (largest first, to the least loaded).
+std::vector<int> AssignWriters(const FlatParameters& flat, int world) {
+  const auto& entries = flat.entries();
+  std::vector<size_t> order(entries.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return entries[a].numel > entries[b].numel; });
+  std::vector<int64_t> load(static_cast<size_t>(world), 0);
+  std::vector<int> writer(entries.size(), 0);
+  for (size_t i : order) {
+    const auto r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    writer[i] = static_cast<int>(r);
+    load[r] += entries[i].numel;
+  }
+  return writer;
+}
+
+ChunkToWrite MakeChunk(const std::string& name, const FlatEntry& e, int64_t begin, const torch::Tensor& values) {
+  ChunkToWrite c;
+  c.name = name + e.name;
+  c.global_shape = e.shape;
+  c.dtype = DType::kFloat32;
+  c.begin = begin;
+  c.end = begin + values.numel();
+  auto contiguous = values.to(torch::kFloat).contiguous().cpu();
+  c.bytes.resize(static_cast<size_t>(contiguous.numel()) * 4);
+  std::memcpy(c.bytes.data(), contiguous.data_ptr(), c.bytes.size());
+  return c;
+}
+
+// Calls fn(entry, entry_begin, entry_end, compact_offset) for every piece of
+// an entry that lies inside an owned range.
+template <typename Fn>
+void ForEachOwnedPiece(const FlatParameters& flat, const AdamW& optim, Fn fn) {
+  for (size_t i = 0; i < optim.owned().size(); ++i) {
+    const auto [b, e] = optim.owned()[i];
+    for (const auto& entry : flat.entries()) {
+      const int64_t lo = std::max(b, entry.offset), hi = std::min(e, entry.offset + entry.numel);
+      if (lo < hi) fn(entry, lo - entry.offset, hi - entry.offset, optim.compact_offset(i) + (lo - b));
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<ChunkToWrite> CollectStateChunks(FlatParameters& flat, AdamW& optim, int zero, int rank, int world) {
+  const std::vector<int> writer = zero == 0 ? AssignWriters(flat, world) : std::vector<int>();
+  std::vector<ChunkToWrite> chunks;
+  ForEachOwnedPiece(flat, optim, [&](const FlatEntry& e, int64_t lo, int64_t hi, int64_t c) {
+    if (zero == 0) {
+      const size_t index = static_cast<size_t>(&e - flat.entries().data());
+      if (writer[index] != rank) return;
+    }
+    const int64_t n = hi - lo;
+    auto params = optim.master().defined() ? optim.master().narrow(0, c, n) : flat.data().narrow(0, e.offset + lo, n);
+    chunks.push_back(MakeChunk(kStateNames[0], e, lo, params));
+    chunks.push_back(MakeChunk(kStateNames[1], e, lo, optim.exp_avg().narrow(0, c, n)));
+    chunks.push_back(MakeChunk(kStateNames[2], e, lo, optim.exp_avg_sq().narrow(0, c, n)));
+  });
+  return chunks;
+}
+
+namespace {
+
+void ReadInto(const CheckpointReader& reader, const std::string& name, const FlatEntry& e, int64_t lo, int64_t hi,
+              torch::Tensor dst) {
+  DFAR_CHECK(reader.Has(name), "checkpoint has no tensor '", name, "': it was written for another model or LoRA setup");
+  const TensorInfo& info = reader.Tensor(name);
+  DFAR_CHECK(info.global_shape == e.shape, "checkpoint tensor '", name, "' has shape ",
+             torch::IntArrayRef(info.global_shape), " but the model expects ", torch::IntArrayRef(e.shape));
+  DFAR_CHECK(info.dtype == DType::kFloat32, "checkpoint tensor '", name, "' is ", DTypeName(info.dtype),
+             ", expected float32");
+  auto buf = torch::empty({hi - lo}, torch::kFloat);
+  reader.Read(name, lo, hi, buf.data_ptr());
+  dst.copy_(buf);
+}
+
+}  // namespace
+
+void RestoreState(const CheckpointReader& reader, FlatParameters& flat, AdamW& optim) {
+  torch::NoGradGuard no_grad;
+  for (const auto& e : flat.entries())
+    ReadInto(reader, std::string(kStateNames[0]) + e.name, e, 0, e.numel, flat.data().narrow(0, e.offset, e.numel));
+  ForEachOwnedPiece(flat, optim, [&](const FlatEntry& e, int64_t lo, int64_t hi, int64_t c) {
+    const int64_t n = hi - lo;
+    if (optim.master().defined())
+      ReadInto(reader, std::string(kStateNames[0]) + e.name, e, lo, hi, optim.master().narrow(0, c, n));
+    ReadInto(reader, std::string(kStateNames[1]) + e.name, e, lo, hi, optim.exp_avg().narrow(0, c, n));
+    ReadInto(reader, std::string(kStateNames[2]) + e.name, e, lo, hi, optim.exp_avg_sq().narrow(0, c, n));
+  });
+}
+
+nlohmann::json CaptureRngState() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto state = gen.get_state();
+  const uint8_t* p = state.data_ptr<uint8_t>();
+  return nlohmann::json(std::vector<uint8_t>(p, p + state.numel()));
+}
+
+void RestoreRngState(const nlohmann::json& state) {
+  DFAR_CHECK(state.is_array(), "checkpoint RNG state is malformed");
+  const auto bytes = state.get<std::vector<uint8_t>>();
+  auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(t);
+}
+
+}  // namespace dfar

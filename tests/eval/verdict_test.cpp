@@ -1,0 +1,102 @@
+#include "dfar/eval/verdict.h"
+
+#include <gtest/gtest.h>
+
+#include "dfar/data/example.h"
+
+namespace dfar {
+namespace {
+
+int Label(const std::string& text) {
+  return ParseVerdict(text).label;
+}
+
+TEST(VerdictTest, PlainWords) {
+  EXPECT_EQ(Label("ethical"), kEthical);
+  EXPECT_EQ(Label("unethical"), kUnethical);
+  EXPECT_EQ(Label(" unethical. Stealing hurts others."), kUnethical);
+}
+
+TEST(VerdictTest, UnethicalIsNotReadAsEthical) {
+  // "unethical" contains "ethical": words match whole, never as substrings.
+  EXPECT_EQ(Label("Unethical"), kUnethical);
+  EXPECT_EQ(Label("it is unethical"), kUnethical);
+}
+
+TEST(VerdictTest, CaseAndPunctuation) {
+  EXPECT_EQ(Label("ETHICAL!"), kEthical);
+  EXPECT_EQ(Label("**Unethical.**"), kUnethical);
+  EXPECT_EQ(Label("\"ethical\""), kEthical);
+  EXPECT_EQ(Label("(unethical)"), kUnethical);
+}
+
+TEST(VerdictTest, LeadingWhitespaceNewlinesAndPreamble) {
+  EXPECT_EQ(Label("\n\n  \tunethical"), kUnethical);
+  EXPECT_EQ(Label("The statement is ethical."), kEthical);
+  EXPECT_EQ(Label("  the STATEMENT is unethical because"), kUnethical);
+  EXPECT_EQ(Label("\nThe statement is\nunethical"), kUnethical);
+}
+
+TEST(VerdictTest, Negations) {
+  EXPECT_EQ(Label("not ethical"), kUnethical);
+  EXPECT_EQ(Label("The statement is not ethical."), kUnethical);
+  EXPECT_EQ(Label("non-ethical"), kUnethical);
+  EXPECT_EQ(Label("non ethical"), kUnethical);
+  EXPECT_EQ(Label("Non-Ethical"), kUnethical);
+  EXPECT_EQ(Label("nonethical"), kUnethical);
+  EXPECT_EQ(Label("not unethical"), kEthical);
+  EXPECT_EQ(Label("It isn't ethical"), kUnethical);
+  EXPECT_EQ(Label("It isn\xE2\x80\x99t unethical"), kEthical);  // Typographic apostrophe.
+}
+
+TEST(VerdictTest, FirstVerdictWordDecides) {
+  EXPECT_EQ(Label("ethical, although some would call it unethical"), kEthical);
+  EXPECT_EQ(Label("unethical; not ethical at all"), kUnethical);
+  EXPECT_EQ(Label("Evaluate whether the statement is ethical or unethical"), kEthical);
+  // A negation that does not directly precede the verdict word does not count.
+  EXPECT_EQ(Label("not really a question: ethical"), kEthical);
+}
+
+TEST(VerdictTest, Unparseable) {
+  EXPECT_EQ(Label(""), kUnparseable);
+  EXPECT_EQ(Label("   \n"), kUnparseable);
+  EXPECT_EQ(Label("I cannot judge this."), kUnparseable);
+  EXPECT_EQ(Label("ethics matter; ethically speaking"), kUnparseable);
+  EXPECT_EQ(Label("The statement is"), kUnparseable);
+  EXPECT_FALSE(ParseVerdict("maybe").parsed());
+  EXPECT_EQ(ParseVerdict("maybe").end, 0u);
+}
+
+TEST(VerdictTest, CustomWords) {
+  EXPECT_EQ(ParseVerdict("Acceptable.", "acceptable", "unacceptable").label, kEthical);
+  EXPECT_EQ(ParseVerdict("not acceptable", "acceptable", "unacceptable").label, kUnethical);
+  EXPECT_EQ(ParseVerdict("unacceptable", "acceptable", "unacceptable").label, kUnethical);
+  EXPECT_EQ(ParseVerdict("ethical", "acceptable", "unacceptable").label, kUnparseable);
+}
+
+TEST(VerdictTest, EndPointsPastTheVerdictWord) {
+  const std::string text = "The statement is unethical. Because.";
+  const Verdict v = ParseVerdict(text);
+  EXPECT_EQ(text.substr(0, v.end), "The statement is unethical");
+}
+
+std::string Reason(const std::string& text) {
+  return ExtractReason(text, ParseVerdict(text));
+}
+
+TEST(VerdictTest, ReasonAfterTheVerdict) {
+  EXPECT_EQ(Reason(" unethical. Stealing hurts others."), "Stealing hurts others.");
+  EXPECT_EQ(Reason("The statement is ethical.\nHelping is kind.  \n"), "Helping is kind.");
+  EXPECT_EQ(Reason("unethical because it hurts"), "because it hurts");
+  EXPECT_EQ(Reason("Unethical.\n\nReason: it hurts."), "it hurts.");
+  EXPECT_EQ(Reason("not ethical: lying deceives"), "lying deceives");
+}
+
+TEST(VerdictTest, MissingReason) {
+  EXPECT_EQ(Reason("unethical"), "");
+  EXPECT_EQ(Reason("unethical.  \n"), "");
+  EXPECT_EQ(Reason("no verdict here, just words"), "");
+}
+
+}  // namespace
+}  // namespace dfar
