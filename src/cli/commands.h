@@ -18,6 +18,7 @@ void RegisterVersionCommand(CLI::App& app);
 void RegisterGenerateCommand(CLI::App& app);
 void RegisterEvalCommand(CLI::App& app);
 void RegisterTrainCommand(CLI::App& app);
+void RegisterCkptCommand(CLI::App& app);
 
 // Flags every config-driven command shares: --config FILE and trailing
 // `section.key=value` overrides. The help footer lists the keys from the

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   dfar::cli::RegisterTokenizerCommand(app);
   dfar::cli::RegisterConfigCommand(app);
   dfar::cli::RegisterTrainCommand(app);
+  dfar::cli::RegisterCkptCommand(app);
   dfar::cli::RegisterGenerateCommand(app);
   dfar::cli::RegisterEvalCommand(app);
   dfar::cli::RegisterVersionCommand(app);

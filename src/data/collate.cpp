@@ -17,7 +17,12 @@ TokenizedExample Tokenize(const Tokenizer& tok, const RenderedExample& rendered,
   out.ids.insert(out.ids.end(), prompt.begin(), prompt.end());
   out.prompt_len = static_cast<int64_t>(out.ids.size());
 
-  std::vector<int32_t> supervised = tok.Encode(rendered.target);
+  // SentencePiece prepends "▁" (a space) to every text it encodes alone, so a
+  // target's own leading space would become a second one; byte-level BPE
+  // needs the space to form " unethical" as one word.
+  std::string_view target = rendered.target;
+  if (tok.kind() == "sentencepiece" && !target.empty() && target.front() == ' ') target.remove_prefix(1);
+  std::vector<int32_t> supervised = tok.Encode(target);
   if (tok.eos_id() >= 0) supervised.push_back(tok.eos_id());
   DFAR_CHECK(!supervised.empty(), "example ", index, ": the target encodes to no tokens");
   const int64_t room = max_len - out.prompt_len;

@@ -84,8 +84,10 @@ SpmApi LoadApi() {
       path = candidate;
       break;
     }
-    const char* why = dlerror();
-    tried += "\n  " + candidate + ": " + (why != nullptr ? why : "unknown dlopen error");
+    const char* err = dlerror();
+    const std::string why = err != nullptr ? err : "unknown dlopen error";
+    // dlerror() usually names the file already.
+    tried += "\n  " + (why.rfind(candidate, 0) == 0 ? why : candidate + ": " + why);
   }
   DFAR_CHECK(handle != nullptr, "cannot load the SentencePiece shim libdfar_spm.so (set DFAR_SPM_SHIM to its path); ",
              "tried:", tried.empty() ? std::string("\n  (no candidate paths)") : tried);

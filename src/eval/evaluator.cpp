@@ -191,11 +191,19 @@ GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std
                examples.size());
   const auto start = Clock::now();
   std::vector<ExampleResult> results;
-  if (!mine.empty()) results = EvaluateLocal(model, tmpl, config, mine, &stats);
+  std::string error;
+  // A failure here must still reach the gather, which every other rank is
+  // about to enter: it travels in the payload and every rank raises it.
+  try {
+    if (!mine.empty()) results = EvaluateLocal(model, tmpl, config, mine, &stats);
+  } catch (const std::exception& e) {
+    error = e.what();
+    spdlog::error("eval: rank {} failed: {}", comm.rank(), error);
+  }
   stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::vector<int64_t> expected;
   for (const Example& ex : examples) expected.push_back(ex.index);
-  return GatherResults(comm, stats, results, expected);
+  return GatherResults(comm, stats, results, expected, error);
 }
 
 }  // namespace dfar

@@ -122,8 +122,9 @@ std::string SanitizeUtf8(const std::string& text) {
   return out;
 }
 
-std::string EncodeShard(const RankStats& stats, const std::vector<ExampleResult>& results) {
-  nlohmann::json j = {{"format", kShardFormat}, {"version", kShardVersion}, {"stats", StatsToJson(stats)}};
+std::string EncodeShard(const RankStats& stats, const std::vector<ExampleResult>& results, const std::string& error) {
+  nlohmann::json j = {
+      {"format", kShardFormat}, {"version", kShardVersion}, {"stats", StatsToJson(stats)}, {"error", error}};
   j["results"] = nlohmann::json::array();
   for (const auto& r : results) j["results"].push_back(ResultToJson(r));
   return DumpJson(j);
@@ -138,8 +139,14 @@ GatheredResults MergeShards(const std::vector<std::string>& payloads, const std:
   GatheredResults out;
   out.results.resize(expected_indices.size());
   std::vector<int> owner(expected_indices.size(), -1);
+  std::vector<nlohmann::json> shards;
   for (size_t rank = 0; rank < payloads.size(); ++rank) {
-    const nlohmann::json shard = ParseShard(payloads[rank], rank);
+    shards.push_back(ParseShard(payloads[rank], rank));
+    const std::string error = shards.back().value("error", "");
+    DFAR_CHECK(error.empty(), "eval: rank ", rank, " failed: ", error);
+  }
+  for (size_t rank = 0; rank < shards.size(); ++rank) {
+    const nlohmann::json& shard = shards[rank];
     try {
       out.ranks.push_back(StatsFromJson(shard.at("stats")));
       PlaceResults(shard, static_cast<int>(rank), position, &owner, &out.results);
@@ -155,8 +162,8 @@ GatheredResults MergeShards(const std::vector<std::string>& payloads, const std:
 }
 
 GatheredResults GatherResults(Communicator& comm, const RankStats& stats, const std::vector<ExampleResult>& results,
-                              const std::vector<int64_t>& expected_indices) {
-  return MergeShards(comm.AllGatherBytes(EncodeShard(stats, results)), expected_indices);
+                              const std::vector<int64_t>& expected_indices, const std::string& error) {
+  return MergeShards(comm.AllGatherBytes(EncodeShard(stats, results, error)), expected_indices);
 }
 
 }  // namespace dfar

@@ -77,6 +77,8 @@ torch::ScalarType PickDtype(const Config& c, const torch::Device& device) {
 // Every rank's topology line, printed by rank 0 and kept in each rank's log.
 void LogTopology(Communicator& comm) {
   World world = DiscoverWorld(compat::CudaDeviceCount());
+  world.rank = comm.rank();
+  world.size = comm.size();
   world.threads = at::get_num_threads();
   spdlog::info("topology: {}", world.TopologyLine());
   const auto lines = comm.AllGatherBytes(world.TopologyLine());

@@ -70,10 +70,10 @@ TEST(TemplateShipped, Llama2MatchesThePaper) {
   EXPECT_EQ(lr.prompt + lr.target,
             "### Question: Evaluate whether the statement is ethical or unethical with reason. Statement: I crushed "
             "the frog The statement is \n ### Answer: unethical. Hurting animals is wrong.");
-  EXPECT_EQ(lr.target, "unethical. Hurting animals is wrong.");
+  EXPECT_EQ(lr.target, " unethical. Hurting animals is wrong.");
   const RenderedExample l = Render(lib.Find("llama2"), ex, Objective::kLabel);
   EXPECT_EQ(l.prompt, lr.prompt);
-  EXPECT_EQ(l.target, "unethical");
+  EXPECT_EQ(l.target, " unethical");
 }
 
 TEST(TemplateShipped, EveryTargetOpensWithTheVerdict) {
@@ -125,7 +125,7 @@ TEST(TemplateRender, RejectsBadLabelsAndMissingReasons) {
     EXPECT_NE(e.message().find("line 9"), std::string::npos) << e.message();
   }
   // Objective L needs no reason.
-  EXPECT_EQ(Render(t, MakeExample(kEthical, "x", ""), Objective::kLabel).target, "ethical");
+  EXPECT_EQ(Render(t, MakeExample(kEthical, "x", ""), Objective::kLabel).target, " ethical");
 }
 
 TEST(TemplateLoad, ReadsOptionalWords) {

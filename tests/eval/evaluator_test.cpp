@@ -158,6 +158,18 @@ TEST_F(EvaluatorTest, RejectsBadSettings) {
   EXPECT_THROW(Evaluate(model_, config_, examples_, *comm), Error);
 }
 
+TEST_F(EvaluatorTest, ALocalFailureIsRaisedThroughTheGather) {
+  auto comm = MakeSingleCommunicator();
+  examples_[3].statement = std::string(80, 'x');  // Beyond the fixture's 64-position context.
+  try {
+    Evaluate(model_, config_, examples_, *comm);
+    FAIL() << "an over-long prompt was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("eval: rank 0 failed:"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("context"), std::string::npos) << e.message();
+  }
+}
+
 TEST(EvalOutDirTest, DefaultsUnderTheRunDir) {
   Config c;
   c.run.dir = "runs/x";

@@ -122,6 +122,14 @@ TEST(ResultsTest, DuplicateMissingAndUnexpectedExamplesAreErrors) {
             std::string::npos);
 }
 
+TEST(ResultsTest, ARankErrorReachesEveryRank) {
+  RankStats s0, s1;
+  s1.rank = 1;
+  const std::string ok = EncodeShard(s0, {Result(0)});
+  const std::string failed = EncodeShard(s1, {}, "prompt too long");
+  EXPECT_NE(MergeError({ok, failed}, {0, 1}).find("eval: rank 1 failed: prompt too long"), std::string::npos);
+}
+
 TEST(ResultsTest, InvalidUtf8IsReplaced) {
   EXPECT_EQ(SanitizeUtf8("ok"), "ok");
   EXPECT_EQ(SanitizeUtf8("a\xE2\x80"), "a\xEF\xBF\xBD\xEF\xBF\xBD");

@@ -10,9 +10,9 @@
 // decoding); MergeShards checks that every expected example index arrived
 // exactly once and from no unexpected place, and orders results as the
 // expected list.
-// Failure: dfar::Error for malformed payloads, unknown format versions, a
-// duplicated, missing or unexpected index (the message names the index and
-// the ranks involved).
+// Failure: dfar::Error for a rank that reported an error, malformed payloads,
+// unknown format versions, a duplicated, missing or unexpected index (the
+// message names the index and the ranks involved).
 // Thread-safety: GatherResults is collective: every rank calls it once, in
 // the same order relative to other collectives.
 #pragma once
@@ -72,13 +72,17 @@ struct GatheredResults {
   std::vector<RankStats> ranks;        // In rank order.
 };
 
-std::string EncodeShard(const RankStats& stats, const std::vector<ExampleResult>& results);
+// A non-empty `error` says that this rank failed (its results are then
+// ignored): every rank's MergeShards raises it, so no rank is left waiting in
+// a later collective and the message names the rank that failed.
+std::string EncodeShard(const RankStats& stats, const std::vector<ExampleResult>& results,
+                        const std::string& error = "");
 
 // payloads[r] is rank r's EncodeShard output.
 GatheredResults MergeShards(const std::vector<std::string>& payloads, const std::vector<int64_t>& expected_indices);
 
 // Collective: EncodeShard, AllGatherBytes, MergeShards. Every rank gets the result.
 GatheredResults GatherResults(Communicator& comm, const RankStats& stats, const std::vector<ExampleResult>& results,
-                              const std::vector<int64_t>& expected_indices);
+                              const std::vector<int64_t>& expected_indices, const std::string& error = "");
 
 }  // namespace dfar

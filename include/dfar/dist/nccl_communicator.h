@@ -1,0 +1,28 @@
+// NCCL backend of Communicator, for CUDA device buffers.
+//
+// Bootstrap: rank 0 creates the ncclUniqueId and broadcasts it over the host
+// (MPI) communicator; every rank then joins with ncclCommInitRank on its own
+// device. Collectives run on a dedicated stream. Ordering against compute:
+// each call records an event on the caller's compute stream and makes the
+// NCCL stream wait for it (so the buffer is complete), and Work::Wait() makes
+// the compute stream wait for the collective's completion event (the host is
+// not blocked; kernels queued after Wait see the result). Work::Done() polls
+// the event.
+// Compiled whenever CUDA and NCCL are found (also on hosts without a GPU);
+// MakeNcclCommunicator throws on a host with no CUDA device.
+#pragma once
+
+#include <memory>
+
+#include "dfar/dist/communicator.h"
+
+namespace dfar {
+
+// `compute_stream` is the cudaStream_t (as void*) that produces and consumes
+// the buffers; nullptr means the legacy default stream.
+std::unique_ptr<Communicator> MakeNcclCommunicator(Communicator& host, int device, void* compute_stream = nullptr);
+
+// Number of CUDA devices visible (0 if none, no driver, or a CPU-only build).
+int CudaDevicesVisible();
+
+}  // namespace dfar
