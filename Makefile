@@ -4,7 +4,7 @@ JOBS ?= 2
 BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build test demo bench fuzz clean format
+.PHONY: deps configure build test demo bench fuzz test-asan clean format
 
 deps:
 	bash scripts/deps.sh
@@ -20,6 +20,30 @@ test: build
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
+
+# libFuzzer targets (clang, ASan + UBSan) on every parser of untrusted bytes;
+# each runs FUZZ_SECONDS or FUZZ_RUNS executions, whichever comes first.
+# Results: $(FUZZ_BUILD)/fuzz-results.tsv. See docs/reliability.md.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_RUNS ?= 1000000
+FUZZ_CC ?= clang-14
+FUZZ_CXX ?= clang++-14
+fuzz:
+	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_CXX_COMPILER=$(FUZZ_CXX) -DDFAR_BUILD_FUZZERS=ON -DDFAR_SANITIZE=ON \
+	  -DDFAR_BUILD_TESTS=OFF -DDFAR_BUILD_BENCHMARKS=OFF -DDFAR_WITH_CUDA=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_RUNS)
+
+# The torch-free unit tests and MPI tests under ASan + UBSan (leak checking
+# on). Torch binaries are left out: see docs/reliability.md.
+ASAN_BUILD ?= build-asan
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDFAR_SANITIZE=ON \
+	  -DDFAR_BUILD_BENCHMARKS=OFF -DDFAR_WITH_CUDA=OFF
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target dfar_tests sampler_mpitest ckpt_mpitest
+	bash scripts/test_asan.sh $(ASAN_BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

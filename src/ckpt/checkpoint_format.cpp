@@ -280,10 +280,16 @@ nlohmann::json ReadIndexFile(const std::string& path) {
   std::string text(static_cast<size_t>(size), '\0');
   in.read(text.data(), size);
   DFAR_CHECK(in.gcount() == size, "cannot read ", path, " (short read)");
-  DFAR_CHECK(NestingWithin(text, kMaxIndexDepth), path, " nests JSON deeper than ", kMaxIndexDepth,
+  return ParseIndexText(text, path);
+}
+
+nlohmann::json ParseIndexText(const std::string& text, const std::string& where) {
+  DFAR_CHECK(static_cast<int64_t>(text.size()) <= kMaxIndexBytes, where, " is ", text.size(),
+             " bytes, larger than any index dfar writes");
+  DFAR_CHECK(NestingWithin(text, kMaxIndexDepth), where, " nests JSON deeper than ", kMaxIndexDepth,
              " levels (not an index dfar writes)");
   json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  DFAR_CHECK(!index.is_discarded(), path, " is not valid JSON (truncated or damaged index)");
+  DFAR_CHECK(!index.is_discarded(), where, " is not valid JSON (truncated or damaged index)");
   return index;
 }
 

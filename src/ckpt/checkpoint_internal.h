@@ -48,6 +48,9 @@ int64_t CheckedNumel(const std::vector<int64_t>& shape, size_t elem_size, const 
 std::map<std::string, TensorInfo> ParseIndex(const nlohmann::json& index, const std::string& where);
 // Reads and parses `path` (at most kMaxIndexBytes); throws naming the path.
 nlohmann::json ReadIndexFile(const std::string& path);
+// The checks of ReadIndexFile on text already in memory (fuzzers, tests):
+// size, nesting depth, valid JSON. `where` names the text in messages.
+nlohmann::json ParseIndexText(const std::string& text, const std::string& where);
 
 bool IsRegularFile(const std::string& path);
 bool IsDirectory(const std::string& path);

@@ -235,6 +235,8 @@ std::vector<ConfigField> BuildSchema() {
       IntField<int64_t>("train.grad_accum", DFAR_AT(train.grad_accum), 1, 1 << 16, "micro-batches per optimizer step"),
       IntField<int64_t>("train.eval_every", DFAR_AT(train.eval_every), 0, kBig, "validation loss every K steps (0 = never)"),
       IntField<int64_t>("train.log_every", DFAR_AT(train.log_every), 1, kBig, "progress line every K steps"),
+      IntField<int64_t>("train.max_consecutive_skips", DFAR_AT(train.max_consecutive_skips), 1, 1 << 20,
+                        "abort after K consecutive steps with a non-finite loss or gradient norm"),
   };
 }
 

@@ -5,17 +5,31 @@
 // two threads in MPI at once) and runs queued collectives in issue order
 // while the caller keeps computing. Issue order is the same on every rank, so
 // the queues stay matched without extra coordination.
+//
+// The same ordering makes every collective's sequence number (assigned at
+// issue) name the same collective on every rank, which is what the watchdog
+// (watchdog.h) compares when it explains a stall. The progress thread tells
+// the watchdog when each collective starts and ends; the watchdog's own
+// monitor thread never enters MPI except to abort.
 #include <mpi.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <random>
+#include <sstream>
 #include <thread>
 
 #include "dfar/core/error.h"
 #include "dfar/dist/communicator.h"
+#include "dfar/dist/watchdog.h"
 
 namespace dfar {
 namespace {
@@ -27,31 +41,73 @@ std::string MpiErrorText(int code) {
   return std::string(text, static_cast<size_t>(len));
 }
 
-#define DFAR_MPI_CHECK(call, rank)                                                                                 \
-  do {                                                                                                             \
-    const int dfar_mpi_rc = (call);                                                                                \
-    DFAR_CHECK(dfar_mpi_rc == MPI_SUCCESS, "MPI call ", #call, " failed on rank ", (rank), ": ",                   \
-               MpiErrorText(dfar_mpi_rc));                                                                         \
+#define DFAR_MPI_CHECK(call, rank)                                                               \
+  do {                                                                                           \
+    const int dfar_mpi_rc = (call);                                                              \
+    DFAR_CHECK(dfar_mpi_rc == MPI_SUCCESS, "MPI call ", #call, " failed on rank ", (rank), ": ", \
+               MpiErrorText(dfar_mpi_rc));                                                       \
   } while (0)
 
 MPI_Datatype ToMpi(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return MPI_FLOAT;
-    case DType::kFloat64: return MPI_DOUBLE;
-    case DType::kInt32: return MPI_INT32_T;
-    case DType::kInt64: return MPI_INT64_T;
-    case DType::kUInt8: return MPI_UINT8_T;
-    default: break;
+    case DType::kFloat32:
+      return MPI_FLOAT;
+    case DType::kFloat64:
+      return MPI_DOUBLE;
+    case DType::kInt32:
+      return MPI_INT32_T;
+    case DType::kInt64:
+      return MPI_INT64_T;
+    case DType::kUInt8:
+      return MPI_UINT8_T;
+    case DType::kBFloat16:
+      return MPI_UINT16_T;  // Reduced by BFloat16SumOp.
+    default:
+      break;
   }
-  DFAR_THROW("the MPI backend does not reduce ", DTypeName(dtype), " buffers; convert to float32 first");
+  DFAR_THROW("the MPI backend does not move ", DTypeName(dtype), " buffers; convert to float32 first");
 }
 
-MPI_Op ToMpi(ReduceOp op) {
+// bfloat16 has no MPI type: sum in float, round to nearest even.
+void BFloat16Sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const uint16_t* a = static_cast<const uint16_t*>(in);
+  uint16_t* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    uint32_t x = static_cast<uint32_t>(a[i]) << 16, y = static_cast<uint32_t>(b[i]) << 16;
+    float fx, fy;
+    std::memcpy(&fx, &x, 4);
+    std::memcpy(&fy, &y, 4);
+    const float sum = fx + fy;
+    uint32_t bits;
+    std::memcpy(&bits, &sum, 4);
+    bits += 0x7fff + ((bits >> 16) & 1);
+    b[i] = static_cast<uint16_t>(bits >> 16);
+  }
+}
+
+MPI_Op BFloat16SumOp() {
+  static MPI_Op op = [] {
+    MPI_Op o;
+    MPI_Op_create(&BFloat16Sum, /*commute=*/1, &o);
+    return o;
+  }();
+  return op;
+}
+
+MPI_Op ToMpi(ReduceOp op, DType dtype) {
+  if (dtype == DType::kBFloat16) {
+    DFAR_CHECK(op == ReduceOp::kSum, "the MPI backend reduces bfloat16 by sum only");
+    return BFloat16SumOp();
+  }
   switch (op) {
-    case ReduceOp::kSum: return MPI_SUM;
-    case ReduceOp::kAvg: return MPI_SUM;  // Divided by size afterwards.
-    case ReduceOp::kMax: return MPI_MAX;
-    case ReduceOp::kMin: return MPI_MIN;
+    case ReduceOp::kSum:
+      return MPI_SUM;
+    case ReduceOp::kAvg:
+      return MPI_SUM;  // Divided by size afterwards.
+    case ReduceOp::kMax:
+      return MPI_MAX;
+    case ReduceOp::kMin:
+      return MPI_MIN;
   }
   return MPI_SUM;
 }
@@ -96,16 +152,50 @@ class QueuedWork : public Work {
   std::exception_ptr error_;
 };
 
+// One queued MPI call. seq 0 marks bookkeeping that is not a collective
+// (initialisation, installing the watchdog).
+struct Op {
+  std::function<void()> fn;
+  std::shared_ptr<QueuedWork> work;
+  CollectiveRecord record;
+};
+
+std::string MakeJobNonce() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+                     static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) ^
+                     (static_cast<uint64_t>(::getpid()) << 16);
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// "host\npid\nnonce" from every rank -> one PeerInfo per rank.
+std::vector<PeerInfo> ParsePeers(const std::vector<std::string>& lines, std::string* job) {
+  std::vector<PeerInfo> peers;
+  for (size_t r = 0; r < lines.size(); ++r) {
+    std::istringstream in(lines[r]);
+    std::string host, pid, nonce;
+    std::getline(in, host);
+    std::getline(in, pid);
+    std::getline(in, nonce);
+    peers.push_back(PeerInfo{host, std::strtoll(pid.c_str(), nullptr, 10)});
+    if (r == 0) *job = nonce;
+  }
+  return peers;
+}
+
 class MpiCommunicator : public Communicator {
  public:
   MpiCommunicator() {
     thread_ = std::thread([this] { Loop(); });
-    Enqueue([this] { Initialize(); })->Wait();
+    Enqueue({}, [this] { Initialize(); })->Wait();
   }
 
   ~MpiCommunicator() override {
-    // Finalize runs on the MPI thread, after every queued op.
-    auto fin = Enqueue([] { MPI_Finalize(); });
+    // Finalize runs on the MPI thread, after every queued op. It is watched
+    // like a collective: OpenMPI's finalize waits for every rank.
+    auto fin = Enqueue(Record("finalize", nullptr, 0), [] { MPI_Finalize(); });
     fin->Wait();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -113,6 +203,7 @@ class MpiCommunicator : public Communicator {
     }
     cv_.notify_all();
     thread_.join();
+    watchdog_.reset();  // Joins the monitor; the last heartbeat says "exited".
   }
 
   int rank() const override { return rank_; }
@@ -121,8 +212,8 @@ class MpiCommunicator : public Communicator {
 
   std::shared_ptr<Work> AllReduceAsync(void* buf, size_t count, DType dtype, ReduceOp op) override {
     const MPI_Datatype type = ToMpi(dtype);
-    return Enqueue([=] {
-      DFAR_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, Count(count), type, ToMpi(op), MPI_COMM_WORLD), rank_);
+    return Enqueue(Record("all_reduce", &dtype, count * DTypeSize(dtype)), [=] {
+      DFAR_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, Count(count), type, ToMpi(op, dtype), MPI_COMM_WORLD), rank_);
       if (op == ReduceOp::kAvg) DivideInPlace(buf, count, dtype, size_);
     });
   }
@@ -132,18 +223,18 @@ class MpiCommunicator : public Communicator {
     // The rank's block may already sit in place inside recv (ZeRO's
     // parameter gather does this); MPI then needs MPI_IN_PLACE.
     const bool in_place = send == static_cast<const uint8_t*>(recv) + rank_ * count * DTypeSize(dtype);
-    return Enqueue([=] {
-      DFAR_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : send, Count(count), type, recv, Count(count), type,
-                                   MPI_COMM_WORLD),
-                     rank_);
+    return Enqueue(Record("all_gather", &dtype, count * DTypeSize(dtype) * size_), [=] {
+      DFAR_MPI_CHECK(
+          MPI_Allgather(in_place ? MPI_IN_PLACE : send, Count(count), type, recv, Count(count), type, MPI_COMM_WORLD),
+          rank_);
     });
   }
 
   std::shared_ptr<Work> ReduceScatterAsync(const void* send, void* recv, size_t count, DType dtype,
                                            ReduceOp op) override {
     const MPI_Datatype type = ToMpi(dtype);
-    return Enqueue([=] {
-      DFAR_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, Count(count), type, ToMpi(op), MPI_COMM_WORLD), rank_);
+    return Enqueue(Record("reduce_scatter", &dtype, count * DTypeSize(dtype) * size_), [=] {
+      DFAR_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, Count(count), type, ToMpi(op, dtype), MPI_COMM_WORLD), rank_);
       if (op == ReduceOp::kAvg) DivideInPlace(recv, count, dtype, size_);
     });
   }
@@ -151,11 +242,35 @@ class MpiCommunicator : public Communicator {
   std::shared_ptr<Work> BroadcastAsync(void* buf, size_t count, DType dtype, int root) override {
     DFAR_CHECK(root >= 0 && root < size_, "broadcast root ", root, " is outside world size ", size_);
     const MPI_Datatype type = ToMpi(dtype);
-    return Enqueue([=] { DFAR_MPI_CHECK(MPI_Bcast(buf, Count(count), type, root, MPI_COMM_WORLD), rank_); });
+    return Enqueue(Record("broadcast", &dtype, count * DTypeSize(dtype)),
+                   [=] { DFAR_MPI_CHECK(MPI_Bcast(buf, Count(count), type, root, MPI_COMM_WORLD), rank_); });
   }
 
   void Barrier() override {
-    Enqueue([this] { DFAR_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD), rank_); })->Wait();
+    Enqueue(Record("barrier", nullptr, 0), [this] { DFAR_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD), rank_); })->Wait();
+  }
+
+  void EnableWatchdog(const WatchdogOptions& options) override {
+    DFAR_CHECK(!watchdog_enabled_, "EnableWatchdog: the watchdog of this communicator is already enabled");
+    watchdog_enabled_ = true;
+    std::string job;
+    std::vector<PeerInfo> peers;
+    {
+      CollectiveSite site("watchdog setup");
+      const std::string me = HostKey() + "\n" + std::to_string(::getpid()) + "\n" + (rank_ == 0 ? MakeJobNonce() : "");
+      peers = ParsePeers(AllGatherBytes(me), &job);
+    }
+    int64_t baseline = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      baseline = issued_;
+    }
+    // MPI_Abort from the monitor thread: MPI_THREAD_SERIALIZED does not
+    // promise it works while the progress thread is inside MPI, hence the
+    // watchdog's _exit fallback.
+    auto watchdog = std::make_shared<CollectiveWatchdog>(
+        rank_, size_, job, std::move(peers), options, [](int code) { MPI_Abort(MPI_COMM_WORLD, code); }, baseline);
+    Enqueue({}, [this, watchdog] { watchdog_ = watchdog; })->Wait();
   }
 
  private:
@@ -163,6 +278,15 @@ class MpiCommunicator : public Communicator {
     DFAR_CHECK(count <= static_cast<size_t>(INT32_MAX), "MPI collective of ", count,
                " elements exceeds INT32_MAX; split it into buckets");
     return static_cast<int>(count);
+  }
+
+  static CollectiveRecord Record(const char* kind, const DType* dtype, uint64_t bytes) {
+    CollectiveRecord r;
+    r.kind = kind;
+    r.dtype = dtype != nullptr ? DTypeName(*dtype) : "";
+    r.bytes = bytes;
+    r.site = CollectiveSite::Current();
+    return r;
   }
 
   void Initialize() {
@@ -176,11 +300,13 @@ class MpiCommunicator : public Communicator {
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
   }
 
-  std::shared_ptr<QueuedWork> Enqueue(std::function<void()> fn) {
+  // An empty record (kind "") is bookkeeping and gets no sequence number.
+  std::shared_ptr<QueuedWork> Enqueue(CollectiveRecord record, std::function<void()> fn) {
     auto work = std::make_shared<QueuedWork>();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      queue_.emplace_back(std::move(fn), work);
+      if (!record.kind.empty()) record.seq = ++issued_;
+      queue_.push_back(Op{std::move(fn), work, std::move(record)});
     }
     cv_.notify_one();
     return work;
@@ -188,22 +314,40 @@ class MpiCommunicator : public Communicator {
 
   void Loop() {
     for (;;) {
-      std::pair<std::function<void()>, std::shared_ptr<QueuedWork>> item;
+      Op op;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
         if (queue_.empty()) return;
-        item = std::move(queue_.front());
+        op = std::move(queue_.front());
         queue_.pop_front();
       }
-      std::exception_ptr error;
-      try {
-        item.first();
-      } catch (...) {
-        error = std::current_exception();
-      }
-      item.second->Finish(error);
+      op.work->Finish(Run(op));
     }
+  }
+
+  // Runs one op on this (the MPI) thread under the watchdog's eye.
+  std::exception_ptr Run(const Op& op) {
+    const bool watched = watchdog_ != nullptr && op.record.seq > 0;
+    if (watched) watchdog_->Begin(op.record);
+    std::exception_ptr error;
+    try {
+      op.fn();
+    } catch (const Error& e) {
+      error = std::current_exception();
+      if (watched) error = WithDiagnosis(e);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (watched) watchdog_->End(op.record.seq);
+    return error;
+  }
+
+  // A failed collective usually means a peer is gone: say which.
+  std::exception_ptr WithDiagnosis(const Error& e) {
+    const std::string summary = watchdog_->DiagnoseNow("collective failed: " + e.message());
+    if (summary.empty()) return std::make_exception_ptr(e);
+    return std::make_exception_ptr(Error(e.message() + " (collective watchdog: " + summary + ")", __FILE__, __LINE__));
   }
 
   int rank_ = 0;
@@ -211,12 +355,17 @@ class MpiCommunicator : public Communicator {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::pair<std::function<void()>, std::shared_ptr<QueuedWork>>> queue_;
+  std::deque<Op> queue_;
   bool stop_ = false;
+  int64_t issued_ = 0;                            // Guarded by mu_.
+  bool watchdog_enabled_ = false;                 // Issuing thread only.
+  std::shared_ptr<CollectiveWatchdog> watchdog_;  // MPI thread only (and the destructor, after it joined).
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> MakeMpiCommunicator() { return std::make_unique<MpiCommunicator>(); }
+std::unique_ptr<Communicator> MakeMpiCommunicator() {
+  return std::make_unique<MpiCommunicator>();
+}
 
 }  // namespace dfar

@@ -76,36 +76,52 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) 
     ::close(fd);
     DFAR_CHECK(m != MAP_FAILED, "cannot map '", path, "': ", std::strerror(errno));
     f->map_ = static_cast<const uint8_t*>(m);
+    f->mapped_ = true;
   } else {
     ::close(fd);
   }
-  DFAR_CHECK(f->size_ >= 8, path, ": truncated: ", f->size_, " bytes, too short for the 8-byte header length");
+  f->Parse();
+  return f;
+}
+
+std::shared_ptr<SafetensorsFile> SafetensorsFile::FromBytes(const std::string& name, std::string bytes) {
+  std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = name;
+  f->owned_ = std::move(bytes);
+  f->map_ = reinterpret_cast<const uint8_t*>(f->owned_.data());
+  f->size_ = f->owned_.size();
+  f->Parse();
+  return f;
+}
+
+void SafetensorsFile::Parse() {
+  const std::string& path = path_;
+  DFAR_CHECK(size_ >= 8, path, ": truncated: ", size_, " bytes, too short for the 8-byte header length");
   uint64_t header_len = 0;
-  std::memcpy(&header_len, f->map_, 8);
-  DFAR_CHECK(header_len <= kMaxHeaderBytes && header_len <= f->size_ - 8, path, ": header length ", header_len,
-             " exceeds the file size (", f->size_, " bytes) or the 100 MB limit: truncated or not safetensors");
+  std::memcpy(&header_len, map_, 8);
+  DFAR_CHECK(header_len <= kMaxHeaderBytes && header_len <= size_ - 8, path, ": header length ", header_len,
+             " exceeds the file size (", size_, " bytes) or the 100 MB limit: truncated or not safetensors");
   json header;
   try {
-    header = json::parse(f->map_ + 8, f->map_ + 8 + header_len);
+    header = json::parse(map_ + 8, map_ + 8 + header_len);
   } catch (const json::exception& e) {
     DFAR_THROW(path, ": header is not valid JSON: ", e.what());
   }
   DFAR_CHECK(header.is_object(), path, ": header must be a JSON object");
-  f->data_start_ = 8 + header_len;
-  const uint64_t data_bytes = f->size_ - f->data_start_;
+  data_start_ = 8 + header_len;
+  const uint64_t data_bytes = size_ - data_start_;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
       if (entry.is_object())
-        for (const auto& [k, v] : entry.items()) f->metadata_[k] = v.is_string() ? v.get<std::string>() : v.dump();
+        for (const auto& [k, v] : entry.items()) metadata_[k] = v.is_string() ? v.get<std::string>() : v.dump();
       continue;
     }
-    f->tensors_[name] = ParseEntry(path, name, entry, data_bytes);
+    tensors_[name] = ParseEntry(path, name, entry, data_bytes);
   }
-  return f;
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_ != nullptr) ::munmap(const_cast<uint8_t*>(map_), size_);
+  if (mapped_) ::munmap(const_cast<uint8_t*>(map_), size_);
 }
 
 const uint8_t* SafetensorsFile::Data(const SafetensorInfo& info) const { return map_ + data_start_ + info.begin; }

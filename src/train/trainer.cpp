@@ -6,12 +6,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <sstream>
 
 #include "dfar/ckpt/checkpoint.h"
 #include "dfar/core/error.h"
@@ -40,6 +43,20 @@ using Clock = std::chrono::steady_clock;
 
 std::atomic<int> g_stop_signal{0};
 extern "C" void OnStopSignal(int sig) { g_stop_signal.store(sig); }
+
+// Fault injection for tests: DFAR_FAULT_NONFINITE_STEPS="3,5" makes the loss of
+// those (1-based) optimizer steps NaN on every rank, as a diverging run would.
+bool InjectNonFinite(int64_t step) {
+  static const std::vector<int64_t> steps = [] {
+    std::vector<int64_t> v;
+    const char* env = std::getenv("DFAR_FAULT_NONFINITE_STEPS");
+    std::stringstream ss(env ? env : "");
+    for (std::string item; std::getline(ss, item, ',');)
+      if (!item.empty()) v.push_back(std::stoll(item));
+    return v;
+  }();
+  return std::find(steps.begin(), steps.end(), step + 1) != steps.end();
+}
 
 double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
 
@@ -222,6 +239,7 @@ double Trainer::TrainStep(int64_t step, double* tokens) {
   for (size_t k = 0; k < micro.size(); ++k) {
     sync_->BeginBackward(k + 1 == micro.size());
     auto ce = SupervisedCrossEntropySum(model_.decoder, micro[k]);
+    if (InjectNonFinite(step)) ce = ce * std::numeric_limits<float>::quiet_NaN();
     ce_sum += ce.item<double>();
     (ce / counts[0]).backward();
   }
@@ -331,7 +349,9 @@ TrainSummary Trainer::Run() {
       consecutive_skips_ = 0;
     } else {
       ++skipped_total_;
-      DFAR_CHECK(++consecutive_skips_ < 5, "5 consecutive steps had a non-finite loss or gradient norm; stopping");
+      DFAR_CHECK(++consecutive_skips_ < config_.train.max_consecutive_skips, consecutive_skips_,
+                 " consecutive steps had a non-finite loss or gradient norm (train.max_consecutive_skips = ",
+                 config_.train.max_consecutive_skips, "); stopping at step ", step + 1);
     }
     flat_->grad().zero_();
     const double samples = static_cast<double>(config_.sampler.micro_batch * config_.train.grad_accum * comm_.size());

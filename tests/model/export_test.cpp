@@ -185,6 +185,16 @@ TEST_F(ExportTest, RefusesANonEmptyDirectory) {
   EXPECT_FALSE(fs::exists(out.string() + ".tmp"));
 }
 
+TEST_F(ExportTest, AFailureHalfwayLeavesNeitherTheExportNorItsTmp) {
+  PretrainedModel m = LoadPretrained(TinyDir());
+  m.format = "gguf";  // The tokenizer step, after the weights, then fails to read a GGUF.
+  m.source = TinyDir() + "/config.json";
+  const fs::path out = root_ / "failed";
+  EXPECT_THROW(ExportHfModel(m, out.string()), Error);
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out.string() + ".tmp"));
+}
+
 TEST_F(ExportTest, MergedTwiceIsMergedOnce) {
   PretrainedModel m = TinyWithLora();
   const std::vector<int32_t> ids = {1, 5, 9, 77};

@@ -81,6 +81,7 @@ struct TrainConfig {
   int64_t grad_accum = 1;             // Micro-batches per optimizer step per rank.
   int64_t eval_every = 0;             // Validation loss every K steps (0: never).
   int64_t log_every = 1;              // Progress line every K steps.
+  int64_t max_consecutive_skips = 5;  // Abort after K steps in a row with a non-finite loss or norm.
 };
 
 // Which model and how it computes.

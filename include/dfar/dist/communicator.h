@@ -21,6 +21,8 @@
 
 namespace dfar {
 
+struct WatchdogOptions;  // dfar/dist/watchdog.h
+
 enum class DType { kFloat32, kFloat64, kInt32, kInt64, kUInt8, kBFloat16, kFloat16 };
 enum class ReduceOp { kSum, kAvg, kMax, kMin };
 
@@ -67,6 +69,13 @@ class Communicator {
 
   // Gathers variable-length byte strings to every rank (in rank order).
   std::vector<std::string> AllGatherBytes(const std::string& mine);
+
+  // Collective (every rank calls it once, from the issuing thread): from now
+  // on a collective pending longer than options.timeout_s makes this rank
+  // name the ranks that did not reach it, dump its flight recorder and abort
+  // the job (see dfar/dist/watchdog.h). Backends where nothing can stall
+  // (single) ignore it. Throws dfar::Error if options.dir cannot be written.
+  virtual void EnableWatchdog(const WatchdogOptions& options) { (void)options; }
 };
 
 // Single-process backend: size 1, every collective is the identity.

@@ -28,6 +28,8 @@ struct SafetensorInfo {
 class SafetensorsFile {
  public:
   static std::shared_ptr<SafetensorsFile> Open(const std::string& path);
+  // Parses bytes held in memory (tests, fuzzers). `name` stands for the file in messages.
+  static std::shared_ptr<SafetensorsFile> FromBytes(const std::string& name, std::string bytes);
   ~SafetensorsFile();
 
   const std::map<std::string, SafetensorInfo>& tensors() const { return tensors_; }
@@ -40,7 +42,10 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  void Parse();  // Validates the header of map_[0, size_).
   std::string path_;
+  std::string owned_;    // FromBytes: the bytes map_ points into.
+  bool mapped_ = false;  // Open: map_ is an mmap to undo.
   const uint8_t* map_ = nullptr;
   size_t size_ = 0;
   size_t data_start_ = 0;
