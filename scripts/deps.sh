@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config clang-format shellcheck python3-yaml
+  build-essential cmake ninja-build ccache pkg-config clang-format shellcheck python3-yaml python3-matplotlib
   libtorch-dev libopenblas0-pthread
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools

@@ -31,8 +31,8 @@ void RunInspect(const CkptFlags& f) {
   for (const auto& [name, t] : r.tensors()) {
     const int64_t bytes = t.numel() * static_cast<int64_t>(DTypeSize(t.dtype));
     total += bytes;
-    std::printf("%-56s %-18s %-8s %12lld %6zu\n", name.c_str(), ShapeText(t.global_shape).c_str(),
-                DTypeName(t.dtype), static_cast<long long>(bytes), t.chunks.size());
+    std::printf("%-56s %-18s %-8s %12lld %6zu\n", name.c_str(), ShapeText(t.global_shape).c_str(), DTypeName(t.dtype),
+                static_cast<long long>(bytes), t.chunks.size());
   }
   std::printf("%zu tensors, %.3f MB\n", r.tensors().size(), static_cast<double>(total) / 1e6);
 }

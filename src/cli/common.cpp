@@ -12,6 +12,8 @@ void AddConfigFlags(CLI::App& cmd, ConfigFlags& flags, bool config_positional) {
   cmd.footer("\nConfig keys (override with section.key=value):\n" + ConfigKeysHelp());
 }
 
-Config LoadConfigFromFlags(const ConfigFlags& flags) { return LoadConfig(flags.path, flags.overrides); }
+Config LoadConfigFromFlags(const ConfigFlags& flags) {
+  return LoadConfig(flags.path, flags.overrides);
+}
 
 }  // namespace dfar::cli

@@ -29,9 +29,14 @@ struct DataFlags {
 
 void PrintStats(const std::string& path, const DatasetStats& s, bool json) {
   if (json) {
-    nlohmann::json j = {{"file", path}, {"rows", s.rows}, {"ethical", s.ethical}, {"unethical", s.unethical},
-                        {"with_reason", s.with_reason}, {"non_ascii_rows", s.non_ascii},
-                        {"mean_statement_chars", s.mean_statement_chars}, {"mean_reason_chars", s.mean_reason_chars},
+    nlohmann::json j = {{"file", path},
+                        {"rows", s.rows},
+                        {"ethical", s.ethical},
+                        {"unethical", s.unethical},
+                        {"with_reason", s.with_reason},
+                        {"non_ascii_rows", s.non_ascii},
+                        {"mean_statement_chars", s.mean_statement_chars},
+                        {"mean_reason_chars", s.mean_reason_chars},
                         {"max_reason_chars", s.max_reason_chars}};
     std::printf("%s\n", j.dump(2).c_str());
     return;

@@ -20,7 +20,9 @@ namespace {
 
 std::string ScalarOf(const YAML::Node& node, const std::string& where, const char* type) {
   DFAR_CHECK(node.IsScalar(), where, ": expected a ", type, " but found a ",
-             node.IsSequence() ? "list" : node.IsMap() ? "mapping" : "null value");
+             node.IsSequence() ? "list"
+             : node.IsMap()    ? "mapping"
+                               : "null value");
   return node.Scalar();
 }
 
@@ -29,8 +31,8 @@ double ParseDouble(const YAML::Node& node, const std::string& where) {
   errno = 0;
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
-  DFAR_CHECK(!text.empty() && end == text.c_str() + text.size() && errno == 0 && std::isfinite(value),
-             where, ": expected a finite number, got '", text, "'");
+  DFAR_CHECK(!text.empty() && end == text.c_str() + text.size() && errno == 0 && std::isfinite(value), where,
+             ": expected a finite number, got '", text, "'");
   return value;
 }
 
@@ -39,8 +41,8 @@ int64_t ParseInt(const YAML::Node& node, const std::string& where) {
   errno = 0;
   char* end = nullptr;
   const long long value = std::strtoll(text.c_str(), &end, 10);
-  DFAR_CHECK(!text.empty() && end == text.c_str() + text.size() && errno == 0, where,
-             ": expected an integer, got '", text, "'");
+  DFAR_CHECK(!text.empty() && end == text.c_str() + text.size() && errno == 0, where, ": expected an integer, got '",
+             text, "'");
   return value;
 }
 
@@ -124,8 +126,7 @@ ConfigField StringField(std::string key, Accessor<std::string> at, std::string d
   return f;
 }
 
-ConfigField EnumField(std::string key, Accessor<std::string> at, std::vector<std::string> choices,
-                      std::string doc) {
+ConfigField EnumField(std::string key, Accessor<std::string> at, std::vector<std::string> choices, std::string doc) {
   ConfigField f = StringField(key, at, std::move(doc));
   std::string joined;
   for (const auto& ch : choices) joined += (joined.empty() ? "" : "|") + ch;
@@ -163,7 +164,10 @@ ConfigField ListField(std::string key, Accessor<std::vector<std::string>> at, st
   return f;
 }
 
-#define DFAR_AT(expr) [](Config& c) -> auto& { return c.expr; }
+#define DFAR_AT(expr)       \
+  [](Config & c) -> auto& { \
+    return c.expr;          \
+  }
 
 std::vector<ConfigField> BuildSchema() {
   const int64_t kBig = int64_t{1} << 40;
@@ -209,8 +213,10 @@ std::vector<ConfigField> BuildSchema() {
                 "map: exact label values; threshold: numeric score >= data.label_threshold is unethical"),
       ListField("data.ethical_values", DFAR_AT(data.ethical_values), "label cells meaning ethical (0)"),
       ListField("data.unethical_values", DFAR_AT(data.unethical_values), "label cells meaning unethical (1)"),
-      FloatField("data.label_threshold", DFAR_AT(data.label_threshold), -1e9, 1e9, "threshold for label_rule=threshold"),
-      FloatField("data.val_fraction", DFAR_AT(data.val_fraction), 0.0, 0.5, "fraction of train held out for validation"),
+      FloatField("data.label_threshold", DFAR_AT(data.label_threshold), -1e9, 1e9,
+                 "threshold for label_rule=threshold"),
+      FloatField("data.val_fraction", DFAR_AT(data.val_fraction), 0.0, 0.5,
+                 "fraction of train held out for validation"),
       IntField<int64_t>("data.limit", DFAR_AT(data.limit), 0, kBig, "use only the first N rows (0 = all)"),
       EnumField("prompt.objective", DFAR_AT(prompt.objective), {"l", "lr"}, "l: label only; lr: label + reason"),
       StringField("prompt.template_name", DFAR_AT(prompt.template_name), "template name in prompt.templates_file"),
@@ -218,7 +224,8 @@ std::vector<ConfigField> BuildSchema() {
       IntField<int64_t>("prompt.max_seq_len", DFAR_AT(prompt.max_seq_len), 8, 1 << 20, "tokens per sequence"),
       BoolField("prompt.pack", DFAR_AT(prompt.pack), "pack several examples into one sequence"),
       StringField("tokenizer.path", DFAR_AT(tokenizer.path), "SentencePiece .model (empty: the model's own)"),
-      IntField<int64_t>("sampler.micro_batch", DFAR_AT(sampler.micro_batch), 1, 1 << 16, "examples per rank per micro-step"),
+      IntField<int64_t>("sampler.micro_batch", DFAR_AT(sampler.micro_batch), 1, 1 << 16,
+                        "examples per rank per micro-step"),
       EnumField("sampler.remainder", DFAR_AT(sampler.remainder), {"drop", "wrap"},
                 "equalise train shards by dropping or wrapping the remainder"),
       BoolField("sampler.group_by_length", DFAR_AT(sampler.group_by_length), "batch examples of similar length"),
@@ -231,9 +238,11 @@ std::vector<ConfigField> BuildSchema() {
       FloatField("train.weight_decay", DFAR_AT(train.weight_decay), 0.0, 10.0, "decoupled weight decay"),
       FloatField("train.grad_clip", DFAR_AT(train.grad_clip), 0.0, 1e6, "clip the global gradient norm (0 = off)"),
       IntField<int64_t>("train.epochs", DFAR_AT(train.epochs), 1, 1 << 20, "passes over the training data"),
-      IntField<int64_t>("train.max_steps", DFAR_AT(train.max_steps), 0, kBig, "cap on optimizer steps (0 = epochs decide)"),
+      IntField<int64_t>("train.max_steps", DFAR_AT(train.max_steps), 0, kBig,
+                        "cap on optimizer steps (0 = epochs decide)"),
       IntField<int64_t>("train.grad_accum", DFAR_AT(train.grad_accum), 1, 1 << 16, "micro-batches per optimizer step"),
-      IntField<int64_t>("train.eval_every", DFAR_AT(train.eval_every), 0, kBig, "validation loss every K steps (0 = never)"),
+      IntField<int64_t>("train.eval_every", DFAR_AT(train.eval_every), 0, kBig,
+                        "validation loss every K steps (0 = never)"),
       IntField<int64_t>("train.log_every", DFAR_AT(train.log_every), 1, kBig, "progress line every K steps"),
       IntField<int64_t>("train.max_consecutive_skips", DFAR_AT(train.max_consecutive_skips), 1, 1 << 20,
                         "abort after K consecutive steps with a non-finite loss or gradient norm"),
@@ -345,9 +354,8 @@ void Config::Validate() const {
       for (const auto& u : data.unethical_values)
         DFAR_CHECK(v != u, "label value '", v, "' is in both data.ethical_values and data.unethical_values");
   }
-  DFAR_CHECK(sampler.group_window >= sampler.micro_batch || !sampler.group_by_length,
-             "sampler.group_window (", sampler.group_window, ") must be >= sampler.micro_batch (",
-             sampler.micro_batch, ")");
+  DFAR_CHECK(sampler.group_window >= sampler.micro_batch || !sampler.group_by_length, "sampler.group_window (",
+             sampler.group_window, ") must be >= sampler.micro_batch (", sampler.micro_batch, ")");
 }
 
 std::string ConfigToYaml(const Config& config) {

@@ -18,8 +18,8 @@ bool ReadIntEnv(const char* name, int* out) {
   errno = 0;
   char* end = nullptr;
   const long value = std::strtol(text, &end, 10);
-  DFAR_CHECK(*end == '\0' && errno == 0 && value >= 0 && value < (1L << 30), "environment variable ", name, "='",
-             text, "' is not a valid non-negative integer");
+  DFAR_CHECK(*end == '\0' && errno == 0 && value >= 0 && value < (1L << 30), "environment variable ", name, "='", text,
+             "' is not a valid non-negative integer");
   *out = static_cast<int>(value);
   return true;
 }
@@ -32,7 +32,8 @@ std::string HostName() {
 
 bool FromOpenMpi(World* w) {
   if (!ReadIntEnv("OMPI_COMM_WORLD_RANK", &w->rank)) return false;
-  DFAR_CHECK(ReadIntEnv("OMPI_COMM_WORLD_SIZE", &w->size), "OMPI_COMM_WORLD_RANK is set but OMPI_COMM_WORLD_SIZE is not");
+  DFAR_CHECK(ReadIntEnv("OMPI_COMM_WORLD_SIZE", &w->size),
+             "OMPI_COMM_WORLD_RANK is set but OMPI_COMM_WORLD_SIZE is not");
   ReadIntEnv("OMPI_COMM_WORLD_LOCAL_RANK", &w->local_rank);
   if (!ReadIntEnv("OMPI_COMM_WORLD_LOCAL_SIZE", &w->local_size)) w->local_size = w->size;
   w->launcher = "openmpi";

@@ -11,26 +11,40 @@ namespace dfar {
 
 size_t DTypeSize(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return 4;
-    case DType::kFloat64: return 8;
-    case DType::kInt32: return 4;
-    case DType::kInt64: return 8;
-    case DType::kUInt8: return 1;
-    case DType::kBFloat16: return 2;
-    case DType::kFloat16: return 2;
+    case DType::kFloat32:
+      return 4;
+    case DType::kFloat64:
+      return 8;
+    case DType::kInt32:
+      return 4;
+    case DType::kInt64:
+      return 8;
+    case DType::kUInt8:
+      return 1;
+    case DType::kBFloat16:
+      return 2;
+    case DType::kFloat16:
+      return 2;
   }
   DFAR_THROW("unknown DType ", static_cast<int>(dtype));
 }
 
 const char* DTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kUInt8: return "uint8";
-    case DType::kBFloat16: return "bfloat16";
-    case DType::kFloat16: return "float16";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat64:
+      return "float64";
+    case DType::kInt32:
+      return "int32";
+    case DType::kInt64:
+      return "int64";
+    case DType::kUInt8:
+      return "uint8";
+    case DType::kBFloat16:
+      return "bfloat16";
+    case DType::kFloat16:
+      return "float16";
   }
   return "unknown";
 }
@@ -70,8 +84,7 @@ class SingleCommunicator : public Communicator {
     if (send != recv) std::memmove(recv, send, count * DTypeSize(dtype));
     return Done();
   }
-  std::shared_ptr<Work> ReduceScatterAsync(const void* send, void* recv, size_t count, DType dtype,
-                                           ReduceOp) override {
+  std::shared_ptr<Work> ReduceScatterAsync(const void* send, void* recv, size_t count, DType dtype, ReduceOp) override {
     if (send != recv) std::memmove(recv, send, count * DTypeSize(dtype));
     return Done();
   }
@@ -87,9 +100,13 @@ class SingleCommunicator : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> MakeSingleCommunicator() { return std::make_unique<SingleCommunicator>(); }
+std::unique_ptr<Communicator> MakeSingleCommunicator() {
+  return std::make_unique<SingleCommunicator>();
+}
 
-bool LaunchedWithMultipleRanks() { return DiscoverWorld().size > 1; }
+bool LaunchedWithMultipleRanks() {
+  return DiscoverWorld().size > 1;
+}
 
 std::unique_ptr<Communicator> MakeHostCommunicator() {
   if (LaunchedWithMultipleRanks()) return MakeMpiCommunicator();

@@ -12,39 +12,50 @@
 namespace dfar {
 namespace {
 
-#define DFAR_CUDA_CHECK(call, rank)                                                                         \
-  do {                                                                                                      \
-    const cudaError_t dfar_cuda_rc = (call);                                                                \
-    DFAR_CHECK(dfar_cuda_rc == cudaSuccess, "CUDA call ", #call, " failed on rank ", (rank), ": ",          \
-               cudaGetErrorString(dfar_cuda_rc));                                                           \
+#define DFAR_CUDA_CHECK(call, rank)                                                                \
+  do {                                                                                             \
+    const cudaError_t dfar_cuda_rc = (call);                                                       \
+    DFAR_CHECK(dfar_cuda_rc == cudaSuccess, "CUDA call ", #call, " failed on rank ", (rank), ": ", \
+               cudaGetErrorString(dfar_cuda_rc));                                                  \
   } while (0)
 
-#define DFAR_NCCL_CHECK(call, rank)                                                                         \
-  do {                                                                                                      \
-    const ncclResult_t dfar_nccl_rc = (call);                                                               \
-    DFAR_CHECK(dfar_nccl_rc == ncclSuccess, "NCCL call ", #call, " failed on rank ", (rank), ": ",          \
-               ncclGetErrorString(dfar_nccl_rc));                                                           \
+#define DFAR_NCCL_CHECK(call, rank)                                                                \
+  do {                                                                                             \
+    const ncclResult_t dfar_nccl_rc = (call);                                                      \
+    DFAR_CHECK(dfar_nccl_rc == ncclSuccess, "NCCL call ", #call, " failed on rank ", (rank), ": ", \
+               ncclGetErrorString(dfar_nccl_rc));                                                  \
   } while (0)
 
 ncclDataType_t ToNccl(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return ncclFloat32;
-    case DType::kFloat64: return ncclFloat64;
-    case DType::kInt32: return ncclInt32;
-    case DType::kInt64: return ncclInt64;
-    case DType::kUInt8: return ncclUint8;
-    case DType::kBFloat16: return ncclBfloat16;
-    case DType::kFloat16: return ncclFloat16;
+    case DType::kFloat32:
+      return ncclFloat32;
+    case DType::kFloat64:
+      return ncclFloat64;
+    case DType::kInt32:
+      return ncclInt32;
+    case DType::kInt64:
+      return ncclInt64;
+    case DType::kUInt8:
+      return ncclUint8;
+    case DType::kBFloat16:
+      return ncclBfloat16;
+    case DType::kFloat16:
+      return ncclFloat16;
   }
   return ncclFloat32;
 }
 
 ncclRedOp_t ToNccl(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return ncclSum;
-    case ReduceOp::kAvg: return ncclAvg;
-    case ReduceOp::kMax: return ncclMax;
-    case ReduceOp::kMin: return ncclMin;
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kAvg:
+      return ncclAvg;
+    case ReduceOp::kMax:
+      return ncclMax;
+    case ReduceOp::kMin:
+      return ncclMin;
   }
   return ncclSum;
 }

@@ -11,9 +11,9 @@ namespace dfar {
 // ---- masks and RoPE tables, computed once per forward call --------------------
 
 struct AttentionContext {
-  torch::Tensor cos, sin;      // [B, 1, T, head_dim], compute dtype.
-  torch::Tensor additive_mask; // [B, 1, T, S] 0 / -inf; undefined when plain causal.
-  bool plain_causal = false;   // No padding, no segments, no window, no cache.
+  torch::Tensor cos, sin;       // [B, 1, T, head_dim], compute dtype.
+  torch::Tensor additive_mask;  // [B, 1, T, S] 0 / -inf; undefined when plain causal.
+  bool plain_causal = false;    // No padding, no segments, no window, no cache.
   AttentionKernel kernel = AttentionKernel::kSdpa;
 };
 
@@ -186,7 +186,9 @@ MlpImpl::MlpImpl(const ModelConfig& c) {
   down = register_module("down", Proj(c.intermediate_size, c.hidden_size, false));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return down(torch::silu(gate(x)) * up(x)); }
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down(torch::silu(gate(x)) * up(x));
+}
 
 BlockImpl::BlockImpl(const ModelConfig& c) {
   attn_norm = register_module("attn_norm", RmsNorm(c.hidden_size, c.rms_norm_eps));
@@ -195,8 +197,7 @@ BlockImpl::BlockImpl(const ModelConfig& c) {
   mlp = register_module("mlp", Mlp(c));
 }
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache,
-                                 int64_t layer) {
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache, int64_t layer) {
   auto h = x + attn(attn_norm(x), ctx, cache, layer);
   return h + mlp(mlp_norm(h));
 }
@@ -209,7 +210,8 @@ DecoderImpl::DecoderImpl(const ModelConfig& config) : config_(config) {
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.num_layers; ++i) layers->push_back(Block(config_));
   norm = register_module("norm", RmsNorm(config_.hidden_size, config_.rms_norm_eps));
-  if (!config_.tie_embeddings) lm_head = register_module("lm_head", Proj(config_.hidden_size, config_.vocab_size, false));
+  if (!config_.tie_embeddings)
+    lm_head = register_module("lm_head", Proj(config_.hidden_size, config_.vocab_size, false));
   inv_freq_ = register_buffer("inv_freq", RopeInverseFrequencies(config_));
 }
 
@@ -285,7 +287,7 @@ void DecoderImpl::EnableLora(const std::vector<std::string>& targets, int64_t ra
   for (auto& p : parameters()) p.set_requires_grad(false);
   for (const auto& item : layers->children()) {
     auto* block = dynamic_cast<BlockImpl*>(item.get());
-    std::map<std::string, Proj> projs = {{"q", block->attn->q},     {"k", block->attn->k},   {"v", block->attn->v},
+    std::map<std::string, Proj> projs = {{"q", block->attn->q},     {"k", block->attn->k},      {"v", block->attn->v},
                                          {"o", block->attn->o},     {"gate", block->mlp->gate}, {"up", block->mlp->up},
                                          {"down", block->mlp->down}};
     for (const auto& name : targets) {

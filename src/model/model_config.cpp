@@ -85,7 +85,8 @@ std::string ModelConfig::ToHfJson() const {
   if (bos_id >= 0) j["bos_token_id"] = bos_id;
   if (eos_id >= 0) j["eos_token_id"] = eos_id;
   if (!rope_scaling.type.empty()) {
-    j["rope_scaling"] = {{"rope_type", rope_scaling.type}, {"factor", rope_scaling.factor},
+    j["rope_scaling"] = {{"rope_type", rope_scaling.type},
+                         {"factor", rope_scaling.factor},
                          {"low_freq_factor", rope_scaling.low_freq_factor},
                          {"high_freq_factor", rope_scaling.high_freq_factor},
                          {"original_max_position_embeddings", rope_scaling.original_max_position}};
@@ -113,7 +114,7 @@ ModelConfig ModelConfigFromHfJson(const std::string& path) {
   c.num_heads = RequireInt(j, "num_attention_heads", path);
   c.num_kv_heads = j.value("num_key_value_heads", c.num_heads);
   c.head_dim = j.contains("head_dim") && j["head_dim"].is_number_integer() ? j["head_dim"].get<int64_t>()
-                                                                            : c.hidden_size / c.num_heads;
+                                                                           : c.hidden_size / c.num_heads;
   c.max_position = j.value("max_position_embeddings", int64_t{2048});
   c.rms_norm_eps = j.value("rms_norm_eps", 1e-5);
   c.rope_theta = j.value("rope_theta", 10000.0);

@@ -38,8 +38,8 @@ SafetensorInfo ParseEntry(const std::string& path, const std::string& name, cons
   info.dtype = e["dtype"].is_string() ? e["dtype"].get<std::string>() : "";
   const size_t elem = DtypeBytes(info.dtype);
   DFAR_CHECK(elem > 0, path, ": tensor '", name, "': unknown dtype '", info.dtype, "'");
-  DFAR_CHECK(e["shape"].is_array() && e["data_offsets"].is_array() && e["data_offsets"].size() == 2, path,
-             ": tensor '", name, "': malformed shape or data_offsets");
+  DFAR_CHECK(e["shape"].is_array() && e["data_offsets"].is_array() && e["data_offsets"].size() == 2, path, ": tensor '",
+             name, "': malformed shape or data_offsets");
   uint64_t count = 1;
   for (const auto& d : e["shape"]) {
     DFAR_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), path, ": tensor '", name,
@@ -124,7 +124,9 @@ SafetensorsFile::~SafetensorsFile() {
   if (mapped_) ::munmap(const_cast<uint8_t*>(map_), size_);
 }
 
-const uint8_t* SafetensorsFile::Data(const SafetensorInfo& info) const { return map_ + data_start_ + info.begin; }
+const uint8_t* SafetensorsFile::Data(const SafetensorInfo& info) const {
+  return map_ + data_start_ + info.begin;
+}
 
 std::vector<float> SafetensorsFile::ToFloat(const std::string& name) const {
   const auto it = tensors_.find(name);

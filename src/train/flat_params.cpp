@@ -9,11 +9,15 @@ bool DecayApplies(const std::string& name) {
   return name.find("norm") == std::string::npos && name.find(".bias") == std::string::npos;
 }
 
-int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+int64_t RoundUp(int64_t n, int64_t m) {
+  return (n + m - 1) / m * m;
+}
 
 }  // namespace
 
-int64_t Bucket::part() const { return (end - begin) / world; }
+int64_t Bucket::part() const {
+  return (end - begin) / world;
+}
 
 FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::Tensor>>& params, int world,
                                double bucket_mb) {

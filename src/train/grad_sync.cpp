@@ -11,11 +11,16 @@ namespace {
 
 DType CommDType(const torch::Tensor& t) {
   switch (t.scalar_type()) {
-    case torch::kFloat: return DType::kFloat32;
-    case torch::kDouble: return DType::kFloat64;
-    case torch::kBFloat16: return DType::kBFloat16;
-    case torch::kHalf: return DType::kFloat16;
-    default: break;
+    case torch::kFloat:
+      return DType::kFloat32;
+    case torch::kDouble:
+      return DType::kFloat64;
+    case torch::kBFloat16:
+      return DType::kBFloat16;
+    case torch::kHalf:
+      return DType::kFloat16;
+    default:
+      break;
   }
   DFAR_THROW("gradients of dtype ", t.scalar_type(), " cannot be synchronised");
 }
@@ -73,8 +78,7 @@ void GradientSync::BeginBackward(bool sync) {
   std::lock_guard<std::mutex> lock(mu_);
   sync_ = sync;
   next_launch_ = 0;
-  for (size_t b = 0; b < flat_.buckets().size(); ++b)
-    pending_[b] = static_cast<int>(flat_.buckets()[b].entries.size());
+  for (size_t b = 0; b < flat_.buckets().size(); ++b) pending_[b] = static_cast<int>(flat_.buckets()[b].entries.size());
 }
 
 void GradientSync::OnGradReady(size_t entry) {
@@ -127,8 +131,8 @@ void GradientSync::GatherParameters() {
   for (const auto& bucket : flat_.buckets()) {
     auto range = flat_.data().narrow(0, bucket.begin, bucket.end - bucket.begin);
     auto mine = range.narrow(0, comm_.rank() * bucket.part(), bucket.part());
-    works.push_back(comm_.AllGatherAsync(mine.data_ptr(), range.data_ptr(), static_cast<size_t>(bucket.part()),
-                                         CommDType(range)));
+    works.push_back(
+        comm_.AllGatherAsync(mine.data_ptr(), range.data_ptr(), static_cast<size_t>(bucket.part()), CommDType(range)));
   }
   for (auto& w : works) w->Wait();
 }

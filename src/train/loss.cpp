@@ -30,9 +30,8 @@ torch::Tensor SupervisedCrossEntropySum(Decoder& decoder, const BatchTensors& ba
   auto rows = (flat_labels != kIgnoreIndex).nonzero().squeeze(1);
   auto selected = hidden.reshape({-1, hidden.size(-1)}).index_select(0, rows);
   auto logits = decoder->Logits(selected).to(torch::kFloat);
-  return torch::nn::functional::cross_entropy(
-      logits, flat_labels.index_select(0, rows),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  return torch::nn::functional::cross_entropy(logits, flat_labels.index_select(0, rows),
+                                              torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
 }
 
 }  // namespace dfar

@@ -20,8 +20,8 @@ void WriteTextAtomic(const std::string& path, const std::string& text) {
   const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   ::close(fd);
   DFAR_CHECK(ok, "writing '", tmp, "' failed: ", std::strerror(errno));
-  DFAR_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "': ",
-             std::strerror(errno));
+  DFAR_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path,
+             "': ", std::strerror(errno));
 }
 
 void PrepareRunDir(const std::string& dir, bool resume, bool overwrite, Communicator& comm) {

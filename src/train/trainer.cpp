@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -42,7 +42,9 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 std::atomic<int> g_stop_signal{0};
-extern "C" void OnStopSignal(int sig) { g_stop_signal.store(sig); }
+extern "C" void OnStopSignal(int sig) {
+  g_stop_signal.store(sig);
+}
 
 // Fault injection for tests: DFAR_FAULT_NONFINITE_STEPS="3,5" makes the loss of
 // those (1-based) optimizer steps NaN on every rank, as a diverging run would.
@@ -58,7 +60,9 @@ bool InjectNonFinite(int64_t step) {
   return std::find(steps.begin(), steps.end(), step + 1) != steps.end();
 }
 
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
 
 struct Dataset {
   std::vector<TokenizedExample> train, val;
@@ -164,7 +168,8 @@ Trainer::Trainer(const Config& config, const TrainOptions& options, Communicator
     Restore(latest);
   }
   if (comm_.rank() == 0)
-    metrics_.open((fs::path(config_.run.dir) / "metrics.jsonl").string(), options_.resume ? std::ios::app : std::ios::trunc);
+    metrics_.open((fs::path(config_.run.dir) / "metrics.jsonl").string(),
+                  options_.resume ? std::ios::app : std::ios::trunc);
 }
 
 void Trainer::BuildModel() {
@@ -210,8 +215,7 @@ int64_t Trainer::TotalSteps() const {
 std::vector<std::vector<int64_t>> SplitMicroBatches(const std::vector<int64_t>& rows, int64_t parts) {
   std::vector<std::vector<int64_t>> out;
   const int64_t n = static_cast<int64_t>(rows.size()), per = (n + parts - 1) / parts;
-  for (int64_t i = 0; i < n; i += per)
-    out.emplace_back(rows.begin() + i, rows.begin() + std::min(n, i + per));
+  for (int64_t i = 0; i < n; i += per) out.emplace_back(rows.begin() + i, rows.begin() + std::min(n, i + per));
   return out;
 }
 
@@ -270,9 +274,13 @@ double Trainer::ValidationLoss() {
 void Trainer::LogStep(int64_t step, double loss, double lr, double norm, double tokens, double samples, double secs,
                       bool skipped) {
   if (comm_.rank() != 0) return;
-  nlohmann::json j = {{"step", step + 1},     {"loss", loss},         {"lr", lr},
-                      {"grad_norm", norm},    {"tokens_per_s", tokens / secs},
-                      {"samples_per_s", samples / secs}, {"skipped_steps", skipped_total_}};
+  nlohmann::json j = {{"step", step + 1},
+                      {"loss", loss},
+                      {"lr", lr},
+                      {"grad_norm", norm},
+                      {"tokens_per_s", tokens / secs},
+                      {"samples_per_s", samples / secs},
+                      {"skipped_steps", skipped_total_}};
   if (device_.is_cuda()) {
     j["peak_memory_gb"] = nullptr;  // Filled by the CUDA build's allocator stats when available.
   }
@@ -295,15 +303,16 @@ bool Trainer::StopRequested() {
 std::string Trainer::SaveCheckpoint(int64_t step) {
   SaveRequest req;
   req.step = step;
-  req.meta = {{"config_yaml", ConfigToYaml(config_)},
-              {"model_identity", ModelIdentity(config_.model.path)},
-              {"cursor", {{"epoch", sampler_->cursor().epoch}, {"step", sampler_->cursor().step}}},
-              {"world_size", comm_.size()},
-              {"global_batch", comm_.size() * config_.sampler.micro_batch * config_.train.grad_accum},
-              {"optimizer_steps", optim_->steps()},
-              {"skipped_steps", skipped_total_},
-              {"scheduler", {{"kind", schedule_.kind}, {"total_steps", schedule_.total_steps},
-                             {"warmup_steps", schedule_.warmup_steps}}}};
+  req.meta = {
+      {"config_yaml", ConfigToYaml(config_)},
+      {"model_identity", ModelIdentity(config_.model.path)},
+      {"cursor", {{"epoch", sampler_->cursor().epoch}, {"step", sampler_->cursor().step}}},
+      {"world_size", comm_.size()},
+      {"global_batch", comm_.size() * config_.sampler.micro_batch * config_.train.grad_accum},
+      {"optimizer_steps", optim_->steps()},
+      {"skipped_steps", skipped_total_},
+      {"scheduler",
+       {{"kind", schedule_.kind}, {"total_steps", schedule_.total_steps}, {"warmup_steps", schedule_.warmup_steps}}}};
   req.rank_meta = {{"rng", CaptureRngState()}};
   req.chunks = CollectStateChunks(*flat_, *optim_, static_cast<int>(config_.dist.zero), comm_.rank(), comm_.size());
   const std::string dir = writer_->Save(std::move(req));
@@ -318,8 +327,9 @@ void Trainer::Restore(const std::string& dir) {
              ": the checkpoint was trained from another base model than ", config_.model.path);
   const int64_t global_batch = meta.value("global_batch", int64_t{0});
   const int64_t mine = comm_.size() * config_.sampler.micro_batch * config_.train.grad_accum;
-  DFAR_CHECK(global_batch == mine, dir, ": resuming needs the same global batch (world x micro_batch x grad_accum = ",
-             global_batch, "), this run has ", mine);
+  DFAR_CHECK(global_batch == mine, dir,
+             ": resuming needs the same global batch (world x micro_batch x grad_accum = ", global_batch,
+             "), this run has ", mine);
   RestoreState(reader, *flat_, *optim_);
   optim_->set_steps(meta.value("optimizer_steps", int64_t{0}));
   skipped_total_ = meta.value("skipped_steps", int64_t{0});

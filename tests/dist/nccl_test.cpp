@@ -32,5 +32,7 @@ TEST(NcclTest, WorldSizeOneAllReduceAndGatherOnDevice) {
 }  // namespace
 }  // namespace dfar
 #else
-TEST(NcclTest, NotBuilt) { GTEST_SKIP() << "CUDA/NCCL not found at configure time: NCCL backend not built"; }
+TEST(NcclTest, NotBuilt) {
+  GTEST_SKIP() << "CUDA/NCCL not found at configure time: NCCL backend not built";
+}
 #endif

@@ -15,7 +15,9 @@
 namespace dfar {
 namespace {
 
-std::string FixtureDir(const std::string& name) { return std::string(DFAR_SOURCE_DIR) + "/tests/fixtures/models/" + name; }
+std::string FixtureDir(const std::string& name) {
+  return std::string(DFAR_SOURCE_DIR) + "/tests/fixtures/models/" + name;
+}
 
 struct Golden {
   torch::Tensor input_ids, logits, loss;

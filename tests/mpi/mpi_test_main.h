@@ -33,5 +33,7 @@ inline int RunMpiTests(int argc, char** argv) {
 
 }  // namespace dfar::testing
 
-#define DFAR_MPI_TEST_MAIN \
-  int main(int argc, char** argv) { return ::dfar::testing::RunMpiTests(argc, argv); }
+#define DFAR_MPI_TEST_MAIN                           \
+  int main(int argc, char** argv) {                  \
+    return ::dfar::testing::RunMpiTests(argc, argv); \
+  }

@@ -28,9 +28,9 @@ std::string SharedRunDir(Communicator& comm, const std::string& name) {
 }
 
 Config TinyConfig(const std::string& dir, std::vector<std::string> overrides) {
-  overrides.insert(overrides.begin(), {"run.dir=" + dir, "train.max_steps=3", "train.warmup_ratio=0",
-                                       "train.eval_every=0", "ckpt.every=0", "lora.enabled=false",
-                                       "train.lr=0.003", "data.limit=96", "run.log_level=warn"});
+  overrides.insert(overrides.begin(),
+                   {"run.dir=" + dir, "train.max_steps=3", "train.warmup_ratio=0", "train.eval_every=0", "ckpt.every=0",
+                    "lora.enabled=false", "train.lr=0.003", "data.limit=96", "run.log_level=warn"});
   return LoadConfig(std::string(DFAR_SOURCE_DIR) + "/configs/tiny-lora-lr.yaml", overrides);
 }
 
@@ -79,7 +79,8 @@ TEST(TrainMpiTest, RanksTimesBatchEqualsOneBigBatchForBothObjectives) {
 
 TEST(TrainMpiTest, AccumulationEqualsOneBatchOfTwiceTheSize) {
   Communicator& comm = *testing::GlobalComm();
-  const RunResult accum = Train(TinyConfig(SharedRunDir(comm, "accum"), {"sampler.micro_batch=1", "train.grad_accum=2"}), comm);
+  const RunResult accum =
+      Train(TinyConfig(SharedRunDir(comm, "accum"), {"sampler.micro_batch=1", "train.grad_accum=2"}), comm);
   const RunResult one = Train(TinyConfig(SharedRunDir(comm, "noaccum"), {"sampler.micro_batch=2"}), comm);
   EXPECT_LE(MaxDiff(accum, one), 1e-5);
 }
@@ -88,9 +89,9 @@ TEST(TrainMpiTest, ZeroStagesEqualPlainDataParallel) {
   Communicator& comm = *testing::GlobalComm();
   const RunResult plain = Train(TinyConfig(SharedRunDir(comm, "z0"), {"lora.enabled=true", "dist.zero=0"}), comm);
   for (int z : {1, 2}) {
-    const RunResult zero = Train(
-        TinyConfig(SharedRunDir(comm, "z" + std::to_string(z)), {"lora.enabled=true", "dist.zero=" + std::to_string(z)}),
-        comm);
+    const RunResult zero = Train(TinyConfig(SharedRunDir(comm, "z" + std::to_string(z)),
+                                            {"lora.enabled=true", "dist.zero=" + std::to_string(z)}),
+                                 comm);
     EXPECT_LE(MaxDiff(plain, zero), 1e-5) << "ZeRO " << z;
   }
 }
@@ -147,8 +148,8 @@ void RewindRunDir(const std::string& dir, int64_t step, int64_t last_step, Commu
 
 TEST(TrainMpiTest, ResumeIsBitIdenticalToAnUninterruptedRun) {
   Communicator& comm = *testing::GlobalComm();
-  const std::vector<std::string> o = {"train.max_steps=6", "ckpt.every=3", "ckpt.keep_last=0", "lora.enabled=true",
-                                      "lora.dropout=0.1", "dist.zero=1", "train.warmup_ratio=0.3"};
+  const std::vector<std::string> o = {"train.max_steps=6", "ckpt.every=3", "ckpt.keep_last=0",      "lora.enabled=true",
+                                      "lora.dropout=0.1",  "dist.zero=1",  "train.warmup_ratio=0.3"};
   const std::string full_dir = SharedRunDir(comm, "resume-full");
   const RunResult full = Train(TinyConfig(full_dir, o), comm);
   // A second run, stopped after step 3, then resumed.

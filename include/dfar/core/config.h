@@ -24,9 +24,9 @@ class Node;
 namespace dfar {
 
 struct RunConfig {
-  std::string dir = "runs/default";  // Where logs, metrics and checkpoints go.
-  uint64_t seed = 1234;              // Seeds shuffles, splits, dropout, init.
-  std::string log_level = "info";    // trace|debug|info|warn|error; env DFAR_LOG_LEVEL wins.
+  std::string dir = "runs/default";       // Where logs, metrics and checkpoints go.
+  uint64_t seed = 1234;                   // Seeds shuffles, splits, dropout, init.
+  std::string log_level = "info";         // trace|debug|info|warn|error; env DFAR_LOG_LEVEL wins.
   bool log_all_ranks_to_console = false;  // True helps debugging; noisy at scale.
 };
 
@@ -35,37 +35,37 @@ struct RunConfig {
 struct DataConfig {
   std::string train = "../shared/data/dfar/DFAR_trainset.csv";
   std::string test = "../shared/data/dfar/DFAR_testset.csv";
-  std::string delimiter = ",";             // One character; ETHOS uses ';'.
+  std::string delimiter = ",";  // One character; ETHOS uses ';'.
   std::string text_column = "Statement";
   std::string label_column = "Label";
-  std::string reason_column = "Reason";    // Empty: the dataset has no reasons.
-  std::string label_rule = "map";          // map: exact values; threshold: number >= t is unethical.
+  std::string reason_column = "Reason";  // Empty: the dataset has no reasons.
+  std::string label_rule = "map";        // map: exact values; threshold: number >= t is unethical.
   std::vector<std::string> ethical_values = {"0"};
   std::vector<std::string> unethical_values = {"1"};
-  double label_threshold = 0.5;            // Used by label_rule=threshold.
-  double val_fraction = 0.1;               // Held out of train for eval loss; 0 disables.
-  int64_t limit = 0;                       // Use only the first N rows (0 = all); for smoke runs.
+  double label_threshold = 0.5;  // Used by label_rule=threshold.
+  double val_fraction = 0.1;     // Held out of train for eval loss; 0 disables.
+  int64_t limit = 0;             // Use only the first N rows (0 = all); for smoke runs.
 };
 
 // How an example becomes a token sequence.
 struct PromptConfig {
-  std::string objective = "lr";        // l: label only; lr: label then reason (the paper's L+R).
+  std::string objective = "lr";          // l: label only; lr: label then reason (the paper's L+R).
   std::string template_name = "llama2";  // A template from templates_file.
   std::string templates_file = "configs/templates.yaml";
-  int64_t max_seq_len = 512;           // Longer examples are truncated from the reason's end.
-  bool pack = false;                   // Pack several examples per sequence (segment ids keep them apart).
+  int64_t max_seq_len = 512;  // Longer examples are truncated from the reason's end.
+  bool pack = false;          // Pack several examples per sequence (segment ids keep them apart).
 };
 
 struct TokenizerConfig {
-  std::string path;                    // SentencePiece .model, or empty to take the model's own.
+  std::string path;  // SentencePiece .model, or empty to take the model's own.
 };
 
 // How the sampler deals out examples to ranks and batches.
 struct SamplerConfig {
-  int64_t micro_batch = 4;             // Examples per rank per micro-step.
-  std::string remainder = "drop";      // drop|wrap: how train shards are made equal.
-  bool group_by_length = true;         // Batches of similar length waste less padding.
-  int64_t group_window = 64;           // Examples sorted together when grouping; bigger = less padding, less randomness.
+  int64_t micro_batch = 4;         // Examples per rank per micro-step.
+  std::string remainder = "drop";  // drop|wrap: how train shards are made equal.
+  bool group_by_length = true;     // Batches of similar length waste less padding.
+  int64_t group_window = 64;       // Examples sorted together when grouping; bigger = less padding, less randomness.
 };
 
 // Optimisation. Defaults are the paper's: AdamW, lr 2e-4 constant after a
@@ -87,9 +87,9 @@ struct TrainConfig {
 // Which model and how it computes.
 struct ModelSection {
   std::string path = ".cache/models/smollm2-135m-instruct.gguf";  // .gguf file or HF directory.
-  std::string device = "auto";       // auto|cpu|cuda: auto takes this rank's GPU if one exists.
-  std::string dtype = "auto";        // auto|fp32|bf16: auto = bf16 on CUDA, fp32 on CPU.
-  std::string attention = "sdpa";    // sdpa (fused where libtorch has it) | math (reference).
+  std::string device = "auto";            // auto|cpu|cuda: auto takes this rank's GPU if one exists.
+  std::string dtype = "auto";             // auto|fp32|bf16: auto = bf16 on CUDA, fp32 on CPU.
+  std::string attention = "sdpa";         // sdpa (fused where libtorch has it) | math (reference).
   bool activation_checkpointing = false;  // Recompute blocks in backward: less memory, ~1/3 more compute.
 };
 
@@ -104,23 +104,23 @@ struct LoraConfig {
 
 // Data parallelism.
 struct DistConfig {
-  int64_t zero = 0;                  // 0: replicated optimizer; 1: shard optimizer state; 2: also gradients.
-  double bucket_mb = 32.0;           // Gradient bucket size; see docs/benchmarks.md for how it was chosen.
-  double collective_timeout_s = 600; // A collective slower than this aborts the job, naming missing ranks.
+  int64_t zero = 0;                   // 0: replicated optimizer; 1: shard optimizer state; 2: also gradients.
+  double bucket_mb = 32.0;            // Gradient bucket size; see docs/benchmarks.md for how it was chosen.
+  double collective_timeout_s = 600;  // A collective slower than this aborts the job, naming missing ranks.
 };
 
 struct CheckpointConfig {
-  int64_t every = 0;                 // Save every K optimizer steps (0: only at the end).
-  int64_t keep_last = 2;             // Newest complete checkpoints kept (0: all).
-  bool async = false;                // Write in the background while training continues.
+  int64_t every = 0;      // Save every K optimizer steps (0: only at the end).
+  int64_t keep_last = 2;  // Newest complete checkpoints kept (0: all).
+  bool async = false;     // Write in the background while training continues.
 };
 
 struct EvalConfig {
-  std::string mode = "generate";     // generate: greedy decoding + verdict parsing; likelihood: compare label log-probs.
-  int64_t limit = 0;                 // Evaluate the first N test examples (0: all).
-  int64_t batch_size = 8;            // Prompts decoded together per rank.
-  int64_t max_new_tokens = 96;       // Generation budget (L+R reasons need room).
-  std::string out_dir;               // Reports go here (default: <run.dir>/eval).
+  std::string mode = "generate";  // generate: greedy decoding + verdict parsing; likelihood: compare label log-probs.
+  int64_t limit = 0;              // Evaluate the first N test examples (0: all).
+  int64_t batch_size = 8;         // Prompts decoded together per rank.
+  int64_t max_new_tokens = 96;    // Generation budget (L+R reasons need room).
+  std::string out_dir;            // Reports go here (default: <run.dir>/eval).
 };
 
 struct Config {
@@ -142,9 +142,9 @@ struct Config {
 
 // One documented key of the schema.
 struct ConfigField {
-  std::string key;            // "train.lr"
-  std::string type;           // "float", "int", "bool", "string", "list", "enum(a|b)"
-  std::string doc;            // One line.
+  std::string key;   // "train.lr"
+  std::string type;  // "float", "int", "bool", "string", "list", "enum(a|b)"
+  std::string doc;   // One line.
   std::function<void(Config&, const YAML::Node&, const std::string& where)> parse;
   std::function<std::string(const Config&)> show;  // YAML flow text of the value.
 };

@@ -18,10 +18,7 @@ namespace dfar {
 class Error : public std::runtime_error {
  public:
   Error(std::string message, const char* src_file, int src_line)
-      : std::runtime_error(message),
-        message_(std::move(message)),
-        src_file_(src_file),
-        src_line_(src_line) {}
+      : std::runtime_error(message), message_(std::move(message)), src_file_(src_file), src_line_(src_line) {}
 
   // The message alone, without the source location.
   const std::string& message() const { return message_; }
@@ -51,9 +48,9 @@ std::string StrCat(const Args&... args) {
 
 // Throws dfar::Error unless cond holds. The message names the failed
 // condition only through the caller's arguments: write messages for users.
-#define DFAR_CHECK(cond, ...)   \
-  do {                          \
-    if (!(cond)) {              \
-      DFAR_THROW(__VA_ARGS__);  \
-    }                           \
+#define DFAR_CHECK(cond, ...)  \
+  do {                         \
+    if (!(cond)) {             \
+      DFAR_THROW(__VA_ARGS__); \
+    }                          \
   } while (0)

@@ -17,7 +17,7 @@ namespace dfar {
 struct LogOptions {
   int rank = 0;
   std::string level = "info";
-  std::string run_dir;            // Empty: console only.
+  std::string run_dir;  // Empty: console only.
   bool all_ranks_console = false;
 };
 

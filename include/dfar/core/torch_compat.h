@@ -25,6 +25,8 @@ inline at::Tensor ScaledDotProductAttention(const at::Tensor& q, const at::Tenso
 }
 
 // CUDA availability without requiring a CUDA build.
-inline int CudaDeviceCount() { return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+inline int CudaDeviceCount() {
+  return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+}
 
 }  // namespace dfar::compat

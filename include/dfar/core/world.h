@@ -22,8 +22,8 @@ struct World {
   int local_size = 1;
   std::string launcher = "none";  // "openmpi", "slurm", "torchrun", "none".
   std::string host;
-  std::string device = "cpu";     // "cpu" or "cuda:K".
-  int threads = 1;                // Intra-op threads this rank uses.
+  std::string device = "cpu";  // "cpu" or "cuda:K".
+  int threads = 1;             // Intra-op threads this rank uses.
 
   bool is_root() const { return rank == 0; }
   // "host=h rank=0/2 local=0/2 device=cpu threads=1 launcher=openmpi"

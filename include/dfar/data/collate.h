@@ -25,10 +25,10 @@ namespace dfar {
 constexpr int32_t kIgnoreIndex = -100;
 
 struct TokenizedExample {
-  int64_t index = 0;          // Example::index.
-  std::vector<int32_t> ids;   // [bos] prompt target [eos]
-  int64_t prompt_len = 0;     // ids[0, prompt_len) are context; the rest is supervised.
-  bool truncated = false;     // The target was cut to fit max_len.
+  int64_t index = 0;         // Example::index.
+  std::vector<int32_t> ids;  // [bos] prompt target [eos]
+  int64_t prompt_len = 0;    // ids[0, prompt_len) are context; the rest is supervised.
+  bool truncated = false;    // The target was cut to fit max_len.
 };
 
 // Tokenises prompt and target separately (so the boundary is exact), adds BOS
@@ -39,14 +39,14 @@ TokenizedExample Tokenize(const Tokenizer& tok, const RenderedExample& rendered,
 
 struct Batch {
   int64_t rows = 0;
-  int64_t cols = 0;                   // Sequence length of every row.
-  std::vector<int32_t> input_ids;     // rows*cols, row-major; padding = pad id.
-  std::vector<int32_t> labels;        // rows*cols, shifted, kIgnoreIndex where unsupervised.
-  std::vector<int32_t> position_ids;  // rows*cols.
-  std::vector<int32_t> segment_ids;   // rows*cols, 0 = padding.
-  std::vector<int64_t> example_index; // Examples in this batch, in order.
-  int64_t supervised_tokens = 0;      // Count of labels != kIgnoreIndex.
-  int64_t real_tokens = 0;            // Count of non-padding positions.
+  int64_t cols = 0;                    // Sequence length of every row.
+  std::vector<int32_t> input_ids;      // rows*cols, row-major; padding = pad id.
+  std::vector<int32_t> labels;         // rows*cols, shifted, kIgnoreIndex where unsupervised.
+  std::vector<int32_t> position_ids;   // rows*cols.
+  std::vector<int32_t> segment_ids;    // rows*cols, 0 = padding.
+  std::vector<int64_t> example_index;  // Examples in this batch, in order.
+  int64_t supervised_tokens = 0;       // Count of labels != kIgnoreIndex.
+  int64_t real_tokens = 0;             // Count of non-padding positions.
 };
 
 // One example per row, right-padded to the longest (cols <= max_len).

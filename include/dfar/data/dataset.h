@@ -36,7 +36,7 @@ struct DatasetStats {
   int64_t ethical = 0;
   int64_t unethical = 0;
   int64_t with_reason = 0;
-  int64_t non_ascii = 0;            // Rows with any non-ASCII byte in statement or reason.
+  int64_t non_ascii = 0;  // Rows with any non-ASCII byte in statement or reason.
   double mean_statement_chars = 0;
   double mean_reason_chars = 0;
   int64_t max_reason_chars = 0;

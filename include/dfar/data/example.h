@@ -11,11 +11,11 @@ constexpr int kEthical = 0;
 constexpr int kUnethical = 1;
 
 struct Example {
-  int64_t index = 0;      // Position in the file's data rows (0-based); stable id for eval ordering.
-  int64_t line = 0;       // 1-based source line, for messages.
+  int64_t index = 0;  // Position in the file's data rows (0-based); stable id for eval ordering.
+  int64_t line = 0;   // 1-based source line, for messages.
   std::string statement;
   int label = kEthical;
-  std::string reason;     // Empty when the dataset has no reason column.
+  std::string reason;  // Empty when the dataset has no reason column.
 };
 
 // "ethical" or "unethical"; throws for any other value.

@@ -18,7 +18,7 @@ namespace dfar {
 class GgufFile;
 
 struct RopeScaling {
-  std::string type;              // "" (none) or "llama3".
+  std::string type;  // "" (none) or "llama3".
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
@@ -33,13 +33,13 @@ struct ModelConfig {
   int64_t num_layers = 0;
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;               // hidden_size / num_heads unless given.
+  int64_t head_dim = 0;  // hidden_size / num_heads unless given.
   int64_t max_position = 2048;
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_embeddings = false;
-  int64_t sliding_window = 0;         // 0: full attention.
+  int64_t sliding_window = 0;  // 0: full attention.
   bool qkv_bias = false;
   int64_t bos_id = -1;
   int64_t eos_id = -1;

@@ -19,10 +19,10 @@ namespace dfar {
 
 struct SafetensorInfo {
   std::string name;
-  std::string dtype;           // "F32", "F16", "BF16", "I64", ...
+  std::string dtype;  // "F32", "F16", "BF16", "I64", ...
   std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0; // Byte range within the data section.
-  std::string file;            // The file that holds it.
+  uint64_t begin = 0, end = 0;  // Byte range within the data section.
+  std::string file;             // The file that holds it.
 };
 
 class SafetensorsFile {

@@ -25,13 +25,13 @@ struct FlatEntry {
   std::vector<int64_t> shape;
   int64_t offset = 0;  // In the flat buffer.
   int64_t numel = 0;
-  bool decay = true;   // Weight decay applies (not to norms and biases).
+  bool decay = true;  // Weight decay applies (not to norms and biases).
 };
 
 struct Bucket {
-  int64_t begin = 0, end = 0;  // Flat range, padded: (end - begin) % world == 0.
-  std::vector<size_t> entries; // Indices into entries().
-  int64_t part() const;        // (end - begin) / world.
+  int64_t begin = 0, end = 0;   // Flat range, padded: (end - begin) % world == 0.
+  std::vector<size_t> entries;  // Indices into entries().
+  int64_t part() const;         // (end - begin) / world.
   int world = 1;
 };
 
@@ -43,10 +43,10 @@ class FlatParameters {
 
   const std::vector<FlatEntry>& entries() const { return entries_; }
   const std::vector<Bucket>& buckets() const { return buckets_; }
-  torch::Tensor& data() { return data_; }   // Flat parameters (compute dtype).
-  torch::Tensor& grad() { return grad_; }   // Flat gradients (compute dtype).
+  torch::Tensor& data() { return data_; }  // Flat parameters (compute dtype).
+  torch::Tensor& grad() { return grad_; }  // Flat gradients (compute dtype).
   int64_t numel() const { return data_.numel(); }
-  int64_t logical_numel() const;            // Without padding.
+  int64_t logical_numel() const;  // Without padding.
   // A [numel] float mask: 1 where weight decay applies.
   torch::Tensor DecayMask() const;
   // The bucket containing entry i.

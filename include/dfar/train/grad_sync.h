@@ -30,8 +30,7 @@ namespace dfar {
 
 class GradientSync {
  public:
-  GradientSync(FlatParameters& flat, Communicator& comm, int zero_stage,
-               const std::vector<torch::Tensor>& params);
+  GradientSync(FlatParameters& flat, Communicator& comm, int zero_stage, const std::vector<torch::Tensor>& params);
   ~GradientSync();
 
   // Call before each micro-step's backward; `sync` = this is the last micro-step.
@@ -63,8 +62,8 @@ class GradientSync {
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // Keeps hook targets alive.
   std::mutex mu_;
   bool sync_ = false;
-  std::vector<int> pending_;       // Per bucket: gradients still to arrive.
-  size_t next_launch_ = 0;         // Buckets [0, next_launch_) are launched.
+  std::vector<int> pending_;  // Per bucket: gradients still to arrive.
+  size_t next_launch_ = 0;    // Buckets [0, next_launch_) are launched.
   std::vector<std::shared_ptr<Work>> works_;
   std::vector<torch::Tensor> scatter_out_;  // ZeRO 2 receive buffers, per bucket.
   int64_t launched_total_ = 0;

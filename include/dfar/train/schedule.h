@@ -12,7 +12,7 @@ struct LrSchedule {
   std::string kind = "constant";  // constant | linear | cosine (after warmup).
   double base_lr = 2e-4;
   int64_t total_steps = 1;
-  int64_t warmup_steps = 0;       // ceil(warmup_ratio * total_steps).
+  int64_t warmup_steps = 0;  // ceil(warmup_ratio * total_steps).
 
   double At(int64_t step) const;
 };
