@@ -14,6 +14,7 @@ struct GenerateFlags {
   std::string model;
   std::string prompt;
   bool chat = false;
+  bool raw = false;
   GenerationOptions options;
 };
 
@@ -21,8 +22,11 @@ void RunGenerate(const GenerateFlags& f) {
   PretrainedModel m = LoadPretrained(f.model);
   DFAR_CHECK(m.tokenizer != nullptr, f.model, ": no tokenizer found (need tokenizer.json or tokenizer.model)");
   m.decoder->eval();
+  // Instruct models whose vocabulary has ChatML markers (SmolLM2, Qwen) get
+  // the prompt as a user turn, as chat front ends do; --raw sends it as is.
+  const bool chatml = m.tokenizer->Encode("<|im_start|>").size() == 1;
   std::string text = f.prompt;
-  if (f.chat) text = "<|im_start|>user\n" + f.prompt + "<|im_end|>\n<|im_start|>assistant\n";
+  if (f.chat || (chatml && !f.raw)) text = "<|im_start|>user\n" + f.prompt + "<|im_end|>\n<|im_start|>assistant\n";
   std::vector<int32_t> ids = m.tokenizer->Encode(text);
   if (m.tokenizer->add_bos()) ids.insert(ids.begin(), m.tokenizer->bos_id());
   const auto result = Generate(m.decoder, *m.tokenizer, {ids}, f.options);
@@ -37,7 +41,9 @@ void RegisterGenerateCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "generate text from a model with the KV cache");
   cmd->add_option("--model,-m", flags->model, "a .gguf file or a Hugging Face model directory")->required();
   cmd->add_option("--prompt,-p", flags->prompt, "prompt text")->required();
-  cmd->add_flag("--chat", flags->chat, "wrap the prompt in the ChatML template of instruct models (SmolLM2, Qwen)");
+  cmd->add_flag("--chat", flags->chat,
+                "wrap the prompt in a ChatML user turn (the default when the vocabulary has ChatML markers)");
+  cmd->add_flag("--raw", flags->raw, "send the prompt as is, without the chat wrapper");
   cmd->add_option("--max-new-tokens,-n", flags->options.max_new_tokens, "tokens to generate")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--temperature", flags->options.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));

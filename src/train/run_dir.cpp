@@ -13,17 +13,6 @@
 namespace dfar {
 namespace fs = std::filesystem;
 
-void WriteTextAtomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  DFAR_CHECK(fd >= 0, "cannot write '", tmp, "': ", std::strerror(errno));
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  DFAR_CHECK(ok, "writing '", tmp, "' failed: ", std::strerror(errno));
-  DFAR_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path,
-             "': ", std::strerror(errno));
-}
-
 void PrepareRunDir(const std::string& dir, bool resume, bool overwrite, Communicator& comm) {
   DFAR_CHECK(!dir.empty(), "run.dir is empty");
   DFAR_CHECK(!(resume && overwrite), "--resume and --overwrite exclude each other");

@@ -12,7 +12,4 @@ namespace dfar {
 // unless resume/overwrite. Checks it is writable. Collective.
 void PrepareRunDir(const std::string& dir, bool resume, bool overwrite, Communicator& comm);
 
-// Writes `text` to `path` atomically (tmp + fsync + rename).
-void WriteTextAtomic(const std::string& path, const std::string& text);
-
 }  // namespace dfar

@@ -18,6 +18,7 @@
 
 #include "dfar/ckpt/checkpoint.h"
 #include "dfar/core/error.h"
+#include "dfar/core/file_util.h"
 #include "dfar/core/logging.h"
 #include "dfar/core/torch_compat.h"
 #include "dfar/core/world.h"
@@ -397,7 +398,7 @@ TrainSummary RunTraining(const Config& config, const TrainOptions& options, Comm
   log.all_ranks_console = config.run.log_all_ranks_to_console;
   InitLogging(log);
   LogTopology(comm);
-  if (comm.rank() == 0) WriteTextAtomic((fs::path(config.run.dir) / "config.yaml").string(), ConfigToYaml(config));
+  if (comm.rank() == 0) WriteFileAtomic((fs::path(config.run.dir) / "config.yaml").string(), ConfigToYaml(config));
   std::signal(SIGTERM, OnStopSignal);
   std::signal(SIGUSR1, OnStopSignal);
   Trainer trainer(config, options, comm);

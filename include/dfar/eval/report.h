@@ -16,6 +16,8 @@
 // Thread-safety: free functions; call WriteEvalOutputs from one rank only.
 #pragma once
 
+#include "dfar/core/file_util.h"  // WriteFileAtomic
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -69,9 +71,6 @@ std::string PredictionsJsonl(const std::vector<ExampleResult>& results);
 
 // Creates out_dir and writes the four files (see above).
 void WriteEvalOutputs(const std::string& out_dir, const EvalReport& report, const std::vector<ExampleResult>& results);
-
-// Writes `bytes` to "<path>.tmp", flushes, then renames it over `path`.
-void WriteFileAtomic(const std::string& path, const std::string& bytes);
 
 // A few lines for the console: examples, accuracy, macro F1, reason metrics.
 std::string ReportSummary(const EvalReport& report);
