@@ -4,7 +4,7 @@ JOBS ?= 2
 BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build test demo bench fuzz test-asan clean format
+.PHONY: deps configure build test demo fuzz test-asan clean format
 
 deps:
 	bash scripts/deps.sh

@@ -15,12 +15,12 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
 
 #include "dfar/core/error.h"
+#include "dfar/core/file_util.h"
 #include "dfar/data/bpe_tokenizer.h"
 #include "dfar/model/gguf.h"
 #include "dfar/model/name_adapter.h"
@@ -91,14 +91,6 @@ std::string ShardName(size_t k, size_t n) {
   return name;
 }
 
-void WriteTextFile(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  DFAR_CHECK(out.good(), "cannot create '", path.string(), "'");
-  out << text;
-  out.close();
-  DFAR_CHECK(out.good(), "write to '", path.string(), "' failed (disk full?)");
-}
-
 void WriteWeights(Decoder& decoder, const fs::path& dir, uint64_t max_shard_bytes) {
   const std::vector<HfTensor> tensors = HfTensors(decoder);
   uint64_t total = 0;
@@ -115,7 +107,7 @@ void WriteWeights(Decoder& decoder, const fs::path& dir, uint64_t max_shard_byte
     for (size_t i : shards[k]) weight_map[tensors[i].name] = file;
   }
   json index = {{"metadata", {{"total_size", total}}}, {"weight_map", std::move(weight_map)}};
-  WriteTextFile(dir / "model.safetensors.index.json", index.dump(2));
+  WriteFileAtomic((dir / "model.safetensors.index.json").string(), index.dump(2));
 }
 
 // ToHfJson, plus what it leaves at a family default that this config overrides.
@@ -139,8 +131,8 @@ void WriteTokenizer(const PretrainedModel& model, const fs::path& dir) {
     }
   } else if (model.format == "gguf") {
     const GgufFile g = GgufFile::Open(model.source);
-    WriteTextFile(dir / "tokenizer.json", GgufTokenizerToHfJson(g));
-    WriteTextFile(dir / "tokenizer_config.json", GgufTokenizerConfigToHfJson(g));
+    WriteFileAtomic((dir / "tokenizer.json").string(), GgufTokenizerToHfJson(g));
+    WriteFileAtomic((dir / "tokenizer_config.json").string(), GgufTokenizerConfigToHfJson(g));
   }
 }
 
@@ -154,7 +146,7 @@ fs::path NormalDir(const std::string& out_dir) {
 
 void WriteAll(PretrainedModel& model, const fs::path& dir, const ExportOptions& options) {
   MergeUnmergedLora(model.decoder);
-  WriteTextFile(dir / "config.json", HfConfigJson(model.decoder->config()));
+  WriteFileAtomic((dir / "config.json").string(), HfConfigJson(model.decoder->config()));
   WriteWeights(model.decoder, dir, options.max_shard_bytes);
   WriteTokenizer(model, dir);
 }

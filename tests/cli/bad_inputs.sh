@@ -158,7 +158,7 @@ fi
 cp -r "$CK" "$TMP/noshard"
 rm "$TMP/noshard/$SHARD"
 bad ckpt-missing-shard-verify "$DFAR" ckpt verify "$TMP/noshard"
-contains ckpt-missing-shard-verify "missing shard $SHARD"
+contains ckpt-missing-shard-verify "noshard/$SHARD is missing"
 bad ckpt-missing-shard-eval "$DFAR" eval --checkpoint "$TMP/noshard" --data data/samples/dfar_sample.csv \
   --out "$TMP/ev-noshard" eval.limit=2 eval.max_new_tokens=2
 contains ckpt-missing-shard-eval "missing shard $SHARD"
