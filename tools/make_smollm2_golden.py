@@ -8,12 +8,15 @@ Used once to make the fixture; never needed by the build.
 
     apt-get install -y --no-install-recommends python3-torch python3-pip
     /usr/bin/python3 -m pip install --break-system-packages -r tools/requirements-tools.txt
-    /usr/bin/python3 -m pip install --break-system-packages gguf==0.10.0 accelerate==0.34.2
+    /usr/bin/python3 -m pip install --break-system-packages --no-deps gguf==0.10.0 accelerate==0.34.2
     scripts/fetch_model.sh
     /usr/bin/python3 tools/make_smollm2_golden.py
 
-(accelerate: transformers refuses gguf_file= without it; 0.34.2 still runs on
-torch 1.13. gguf 0.10.0 imports sentencepiece, listed in requirements-tools.)
+(--no-deps: their dependencies are already there, and pip must not replace
+Debian's torch. accelerate: transformers refuses gguf_file= without it; 0.34.2
+still runs on torch 1.13. gguf 0.10.0 imports sentencepiece, which
+requirements-tools.txt lists.) On a machine with both, the script ran in about
+75 s and a rerun rewrote the same tensors.
 
 The model is loaded by transformers itself, AutoModelForCausalLM.from_pretrained(
 dir, gguf_file=...): transformers reads the GGUF metadata into a LlamaConfig,

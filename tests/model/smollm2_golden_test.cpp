@@ -7,7 +7,7 @@
 //
 // Prompt: the llama2 template for the first DFAR test statement, 38 tokens.
 // Logits: the last 4 prompt positions, |logit| up to 21.7; measured max
-// |dfar - transformers| = <MEASURED> (fp32, CPU). Tolerance 1e-3 abs.
+// |dfar - transformers| = 4.4e-5 (fp32, CPU, libtorch 1.13.1). Tolerance 1e-3 abs.
 // Greedy: on this prompt the first greedy token is <|im_end|> = EOS (top-2
 // margin 0.106), so plain Generate stops at once, as transformers does; the
 // 20-token comparison runs with EOS hidden from Generate (transformers'
