@@ -39,11 +39,16 @@ fuzz:
 # The torch-free unit tests and MPI tests under ASan + UBSan (leak checking
 # on). Torch binaries are left out: see docs/reliability.md.
 ASAN_BUILD ?= build-asan
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDFAR_SANITIZE=ON \
 	  -DDFAR_BUILD_BENCHMARKS=OFF -DDFAR_WITH_CUDA=OFF
 	cmake --build $(ASAN_BUILD) -j $(JOBS) --target dfar_tests sampler_mpitest ckpt_mpitest
-	bash scripts/test_asan.sh $(ASAN_BUILD)
+	$(ASAN_ENV) $(ASAN_BUILD)/bin/dfar_tests
+	for t in sampler_mpitest ckpt_mpitest; do for np in 2 3; do \
+	  $(ASAN_ENV) mpirun --allow-run-as-root --oversubscribe --mca btl self,vader -x ASAN_OPTIONS -x UBSAN_OPTIONS \
+	    -x LSAN_OPTIONS -np $$np $(ASAN_BUILD)/bin/$$t || exit 1; done; done
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

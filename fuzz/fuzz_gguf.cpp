@@ -9,7 +9,8 @@ namespace {
 
 void ReadMetadata(const dfar::GgufFile& f) {
   using dfar::fuzz::Expect;
-  for (const auto& [key, kv] : f.metadata()) {
+  for (const auto& entry : f.metadata()) {
+    const std::string& key = entry.first;
     Expect([&] { f.GetString(key); });
     Expect([&] { f.GetI64(key); });
     Expect([&] { f.GetU32(key); });

@@ -6,8 +6,9 @@ parsers accept and mutate from there: DFAR rows and the CSV fixtures, the
 repo's configs, the head of the tiny-spm safetensors fixture and a synthetic
 safetensors file, a synthetic GGUF (every metadata type dfar reads, and F32,
 F16, Q8_0 and Q4_0 tensors) plus the head of the cached SmolLM2 GGUF when
-present, and checkpoint indexes (a hand-written minimal one, and a real one
-if a run dir is given with --index).
+present, and checkpoint indexes (a hand-written minimal one, and a real one,
+trimmed, when --index names the index.json of a tiny run, e.g. 2 ranks,
+configs/tiny-lora-lr.yaml, train.max_steps=2 ckpt.every=2 dist.zero=1).
 
 Run from the repository root: python3 fuzz/make_seeds.py [--index path/to/index.json]
 Deterministic; needs only the standard library.
@@ -145,7 +146,23 @@ def index_seeds(real_index):
     }
     put("fuzz_ckpt_index", "minimal.json", json.dumps(minimal, indent=1))
     if real_index:
-        shutil.copy(real_index, os.path.join(CORPUS, "fuzz_ckpt_index", "tiny_run.json"))
+        # Trimmed to a few tensors, short RNG states and config text: the
+        # largest seed sets libFuzzer's -max_len, and 60 KB inputs fuzz slowly.
+        with open(real_index) as f:
+            index = json.load(f)
+
+        def trim(x):
+            if isinstance(x, list):
+                return [trim(v) for v in x[:8]]
+            if isinstance(x, dict):
+                return {k: trim(v) for k, v in x.items()}
+            return x[:64] if isinstance(x, str) else x
+
+        index["tensors"] = {n: t for n, t in index["tensors"].items()
+                            if n.startswith(("param/layers.0.attn.q", "optim.exp_avg/layers.0.attn.q"))}
+        index["ranks"] = trim(index["ranks"])
+        index["meta"]["config_yaml"] = index["meta"]["config_yaml"][:300]
+        put("fuzz_ckpt_index", "tiny_run_np2.json", json.dumps(index, indent=1, sort_keys=True) + "\n")
 
 
 def main():

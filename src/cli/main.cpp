@@ -31,10 +31,14 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const dfar::Error& e) {
     std::fprintf(stderr, "dfar: error: %s\n", e.message().c_str());
-    spdlog::debug("raised at {}", e.origin());
+    // Also into this rank's log file: under mpirun a dying rank's stderr can be lost.
+    spdlog::error("{} (raised at {})", e.message(), e.origin());
+    spdlog::shutdown();
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dfar: internal error: %s\n", e.what());
+    spdlog::critical("internal error: {}", e.what());
+    spdlog::shutdown();
     return 3;
   }
   return 0;

@@ -263,6 +263,16 @@ bool IsSection(const std::string& name) {
   return false;
 }
 
+// A mapping key as text. YAML also allows lists and mappings as keys ("? [a]"),
+// which as<std::string>() would reject with an exception that names nothing.
+std::string KeyName(const YAML::Node& key, const std::string& path) {
+  DFAR_CHECK(key.IsScalar(), path, ":", key.Mark().line + 1, ": a key must be a plain name, not a ",
+             key.IsSequence() ? "list"
+             : key.IsMap()    ? "mapping"
+                              : "null value");
+  return key.Scalar();
+}
+
 std::string Where(const std::string& path, const YAML::Mark& mark, const std::string& key) {
   return path + ":" + std::to_string(mark.line + 1) + ": key " + key;
 }
@@ -270,7 +280,7 @@ std::string Where(const std::string& path, const YAML::Mark& mark, const std::st
 void ApplySection(Config& config, const std::string& path, const std::string& section, const YAML::Node& body) {
   DFAR_CHECK(body.IsMap(), path, ":", body.Mark().line + 1, ": section '", section, "' must be a mapping");
   for (const auto& kv : body) {
-    const std::string key = section + "." + kv.first.as<std::string>();
+    const std::string key = section + "." + KeyName(kv.first, path);
     const ConfigField* field = FindField(key);
     DFAR_CHECK(field != nullptr, path, ":", kv.first.Mark().line + 1, ": unknown key '", key,
                "' (see `dfar config keys`)");
@@ -289,7 +299,7 @@ void ApplyYamlText(Config& config, const std::string& text, const std::string& s
   if (root.IsNull()) return;  // An empty file means all defaults.
   DFAR_CHECK(root.IsMap(), source, ": the top level must be a mapping of sections");
   for (const auto& kv : root) {
-    const std::string section = kv.first.as<std::string>();
+    const std::string section = KeyName(kv.first, source);
     DFAR_CHECK(IsSection(section), source, ":", kv.first.Mark().line + 1, ": unknown section '", section,
                "' (see `dfar config keys`)");
     ApplySection(config, source, section, kv.second);

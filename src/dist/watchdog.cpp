@@ -139,9 +139,13 @@ std::string Describe(const CollectiveRecord& r) {
 
 // What is known of one peer, for a diagnosis line.
 std::string PeerLine(int rank, const std::optional<ProgressRecord>& p, double age, const std::string& verdict,
-                     bool reached) {
+                     bool dead, bool reached) {
   std::string line = "rank " + std::to_string(rank) + ": " + verdict;
-  line += reached ? "; has reached it" : "; has NOT reached it";
+  if (dead) {
+    line += reached ? "; had reached it by its last heartbeat" : "; had NOT reached it by its last heartbeat";
+  } else {
+    line += reached ? "; has reached it" : "; has NOT reached it";
+  }
   if (!p) return line;
   line += "; last heartbeat " + Seconds1(age) + " ago (host " + p->host + ", pid " + std::to_string(p->pid) +
           ", state " + p->state + "); started #" + std::to_string(p->started);
@@ -345,7 +349,7 @@ StallReport DiagnoseStall(const CollectiveRecord& stuck, double waited_s, int se
     if (dead) report.dead.push_back(r);
     if (reached && !dead) continue;
     if (report.lines.size() < kMaxRankLines) {
-      report.lines.push_back(PeerLine(r, p, age, verdict, reached));
+      report.lines.push_back(PeerLine(r, p, age, verdict, dead, reached));
     } else {
       ++omitted;
     }
@@ -445,6 +449,13 @@ void CollectiveWatchdog::Tick(double now) {
   const std::optional<Pending> pending = CurrentPending();
   if (!pending) return;
   const double waited = now - pending->steady_start;
+  // A collective that waits more than two ticks is announced at once, so
+  // that a peer's diagnosis sees this rank at it rather than a beat behind.
+  if (waited >= 2 * options_.tick_s && announced_seq_ != pending->record.seq) {
+    announced_seq_ = pending->record.seq;
+    WriteHeartbeat("");
+    last_beat_steady_ = now;
+  }
   if (waited > options_.timeout_s) {
     Report(Diagnose(*pending, waited), "deadline of " + Seconds1(options_.timeout_s) + " exceeded", true);
     return;

@@ -321,7 +321,11 @@ GgufTensorInfo ReadTensorInfo(Cursor& c, const std::string& path, uint64_t index
     DFAR_THROW(path, ": ", what, " of type ", ts->name, " has row length ", ne0, ", not a multiple of the block size ",
                ts->block);
   }
-  t.nbytes = numel / ts->block * ts->bytes;  // numel < 2^63 and bytes/block <= 9: no overflow.
+  // numel < 2^63, but times 4 (F32) or 8 (F64, I64) bytes it can wrap around
+  // to a small number that would pass every bounds check below.
+  if (MulOverflows(numel / ts->block, ts->bytes, &t.nbytes)) {
+    DFAR_THROW(path, ": ", what, " of ", numel, " elements of ", ts->name, " needs more bytes than any file holds");
+  }
   return t;
 }
 
@@ -602,8 +606,9 @@ void GgufFile::CheckDequantizable(const GgufTensorInfo& info) const {
                  ", which dfar cannot dequantize (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
   }
   const TypeSize* ts = FindTypeSize(info.type);
+  uint64_t nbytes = 0;
   if (info.numel < 0 || info.numel % ts->block != 0 ||
-      static_cast<uint64_t>(info.numel) / ts->block * ts->bytes != info.nbytes) {
+      MulOverflows(static_cast<uint64_t>(info.numel) / ts->block, ts->bytes, &nbytes) || nbytes != info.nbytes) {
     DFAR_THROW(path_, ": tensor '", info.name, "' has ", info.numel, " elements of ", ts->name, " but ", info.nbytes,
                " bytes");
   }
@@ -614,6 +619,7 @@ void GgufFile::DequantizeInto(const GgufTensorInfo& info, float* out) const {
   CheckDequantizable(info);
   const uint8_t* src = TensorData(info);
   const int64_t n = info.numel;
+  if (n == 0) return;  // `out` may be null then (an empty vector's data()), and memcpy must not see it.
   switch (info.type) {
     case ggml_type::kF32:
       std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));

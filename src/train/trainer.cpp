@@ -26,6 +26,7 @@
 #include "dfar/data/dataset.h"
 #include "dfar/data/prompt_template.h"
 #include "dfar/data/sampler.h"
+#include "dfar/dist/watchdog.h"
 #include "dfar/model/pretrained.h"
 #include "dfar/train/flat_params.h"
 #include "dfar/train/grad_sync.h"
@@ -397,6 +398,10 @@ TrainSummary RunTraining(const Config& config, const TrainOptions& options, Comm
   log.run_dir = config.run.dir;
   log.all_ranks_console = config.run.log_all_ranks_to_console;
   InitLogging(log);
+  WatchdogOptions watchdog;
+  watchdog.dir = config.run.dir;
+  watchdog.timeout_s = config.dist.collective_timeout_s;
+  comm.EnableWatchdog(watchdog);
   LogTopology(comm);
   if (comm.rank() == 0) WriteFileAtomic((fs::path(config.run.dir) / "config.yaml").string(), ConfigToYaml(config));
   std::signal(SIGTERM, OnStopSignal);

@@ -76,6 +76,10 @@ printf 'train:\n  lr: fast\n' > "$TMP/type.yaml"
 bad yaml-wrong-type "$DFAR" config show "$TMP/type.yaml"
 contains yaml-wrong-type "type.yaml:2: key train.lr: expected a finite number, got 'fast'"
 
+printf 'train:\n  ? [lr]\n  : 0.1\n' > "$TMP/complex.yaml"
+bad yaml-complex-key "$DFAR" config show "$TMP/complex.yaml"
+contains yaml-complex-key "complex.yaml:2: a key must be a plain name, not a list"
+
 bad yaml-override "$DFAR" config show configs/tiny-lora-lr.yaml train.max_steps=many
 contains yaml-override "train.max_steps=many"
 
@@ -124,7 +128,7 @@ fi
 # ---- checkpoints -------------------------------------------------------------
 expect_ok ckpt-run "${TRAIN[@]}" run.dir="$TMP/run" train.max_steps=2 ckpt.every=2
 CK="$TMP/run/checkpoints/step-00000002"
-SHARD=shard-00000-of-00001.h5
+SHARD="shard-00000-of-00001.h5"
 [ -f "$CK/$SHARD" ] || fail "ckpt-run: no $CK/$SHARD"$'\n'"$out"
 
 # Flip one byte inside the data of the first parameter dataset.

@@ -19,7 +19,7 @@ import json, sys
 def strip(o):
     if isinstance(o, dict):
         return {k: strip(v) for k, v in o.items()
-                if not any(t in k for t in ("time", "second", "per_s", "world", "wall", "rank", "out"))}
+                if not any(t in k for t in ("time", "second", "per_s", "world", "wall", "rank", "out", "backend"))}
     if isinstance(o, list):
         return [strip(v) for v in o]
     return o

@@ -40,19 +40,7 @@ fi
 expect_error exists "$DFAR" train --config configs/tiny-lora-lr.yaml run.dir="$TMP/np2"
 contains exists "already exists"
 
-# SIGTERM mid-run: checkpoint, exit 0, then --resume # Non-finite guard: a NaN step is skipped on every rank and counted; K in a row abort.
-expect_ok nan-skip env DFAR_FAULT_NONFINITE_STEPS=3 "${MPI[@]}" -x DFAR_FAULT_NONFINITE_STEPS "$DFAR" train \
-  --config configs/tiny-lora-lr.yaml run.dir="$TMP/nan" train.max_steps=5 ckpt.every=0 train.eval_every=0
-python3 - "$TMP/nan/metrics.jsonl" <<'PY' || fail "the NaN step was not counted as skipped"
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-sys.exit(0 if len(rows) == 5 and rows[-1]["skipped_steps"] == 1 else 1)
-PY
-expect_error nan-abort env DFAR_FAULT_NONFINITE_STEPS=2,3,4 "${MPI[@]}" -x DFAR_FAULT_NONFINITE_STEPS "$DFAR" train \
-  --config configs/tiny-lora-lr.yaml run.dir="$TMP/nan2" train.max_steps=8 train.max_consecutive_skips=3
-contains nan-abort "3 consecutive steps had a non-finite loss"
-
-finishes the run.
+# SIGTERM mid-run: checkpoint, exit 0, then --resume finishes the run.
 "${MPI[@]}" "$DFAR" train --config configs/tiny-lora-lr.yaml run.dir="$TMP/sig" train.max_steps=400 \
   ckpt.every=0 train.eval_every=0 > "$TMP/sig.log" 2>&1 &
 pid=$!

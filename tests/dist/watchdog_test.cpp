@@ -280,7 +280,7 @@ TEST(CollectiveWatchdogTest, DeadlineNamesTheSilentPeerDumpsTheRecorderAndAborts
   const std::string diagnosis = fr["diagnosis"];
   EXPECT_NE(diagnosis.find("deadline"), std::string::npos) << diagnosis;
   EXPECT_NE(diagnosis.find("rank 1: STALE heartbeat"), std::string::npos) << diagnosis;
-  EXPECT_NE(diagnosis.find("has NOT reached it"), std::string::npos) << diagnosis;
+  EXPECT_NE(diagnosis.find("had NOT reached it by its last heartbeat"), std::string::npos) << diagnosis;
   EXPECT_EQ(ParseProgress(ReadText(wd.ProgressPath(0)))->state, "aborting");
 }
 

@@ -219,7 +219,8 @@ class CollectiveWatchdog {
   std::optional<Pending> pending_;
   int64_t started_ = 0, completed_ = 0;
   int64_t beat_ = 0;
-  int64_t reported_seq_ = 0;  // Last seq diagnosed on a stop signal.
+  int64_t reported_seq_ = 0;   // Last seq diagnosed on a stop signal.
+  int64_t announced_seq_ = 0;  // Monitor thread only: last pending seq written to the heartbeat at once.
   bool stop_ = false;
   std::condition_variable cv_;
 
