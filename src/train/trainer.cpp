@@ -401,7 +401,7 @@ TrainSummary RunTraining(const Config& config, const TrainOptions& options, Comm
   WatchdogOptions watchdog;
   watchdog.dir = config.run.dir;
   watchdog.timeout_s = config.dist.collective_timeout_s;
-  comm.EnableWatchdog(watchdog);
+  if (options.watchdog) comm.EnableWatchdog(watchdog);
   LogTopology(comm);
   if (comm.rank() == 0) WriteFileAtomic((fs::path(config.run.dir) / "config.yaml").string(), ConfigToYaml(config));
   std::signal(SIGTERM, OnStopSignal);

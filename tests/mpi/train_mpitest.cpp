@@ -42,6 +42,7 @@ struct RunResult {
 RunResult Train(const Config& config, Communicator& comm) {
   TrainOptions options;
   options.overwrite = true;
+  options.watchdog = false;  // One communicator trains many times in this test.
   RunResult r;
   r.summary = RunTraining(config, options, comm);
   auto model = LoadTrainedModel(r.summary.last_checkpoint, nullptr);
@@ -158,6 +159,7 @@ TEST(TrainMpiTest, ResumeIsBitIdenticalToAnUninterruptedRun) {
   RewindRunDir(dir, 3, 6, comm);
   TrainOptions resume;
   resume.resume = true;
+  resume.watchdog = false;
   const TrainSummary s = RunTraining(TinyConfig(dir, o), resume, comm);
   auto model = LoadTrainedModel(s.last_checkpoint, nullptr);
   for (const auto& p : model.decoder->named_parameters())

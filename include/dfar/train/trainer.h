@@ -23,6 +23,8 @@ namespace dfar {
 struct TrainOptions {
   bool resume = false;     // Continue from <run.dir>/checkpoints/latest.
   bool overwrite = false;  // Delete an existing run dir first.
+  bool watchdog = true;    // Arm the collective watchdog (once per communicator; tests that train
+                           // repeatedly on one communicator turn it off).
 };
 
 struct TrainSummary {
