@@ -39,7 +39,7 @@ fuzz:
 # The torch-free unit tests and MPI tests under ASan + UBSan (leak checking
 # on). Torch binaries are left out: see docs/reliability.md.
 ASAN_BUILD ?= build-asan
-ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:strict_string_checks=1:detect_stack_use_after_return=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDFAR_SANITIZE=ON \

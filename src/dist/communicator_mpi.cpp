@@ -251,8 +251,6 @@ class MpiCommunicator : public Communicator {
   }
 
   void EnableWatchdog(const WatchdogOptions& options) override {
-    DFAR_CHECK(!watchdog_enabled_, "EnableWatchdog: the watchdog of this communicator is already enabled");
-    watchdog_enabled_ = true;
     std::string job;
     std::vector<PeerInfo> peers;
     {
@@ -270,6 +268,7 @@ class MpiCommunicator : public Communicator {
     // watchdog's _exit fallback.
     auto watchdog = std::make_shared<CollectiveWatchdog>(
         rank_, size_, job, std::move(peers), options, [](int code) { MPI_Abort(MPI_COMM_WORLD, code); }, baseline);
+    // A second call (another run in the same process) replaces the first.
     Enqueue({}, [this, watchdog] { watchdog_ = watchdog; })->Wait();
   }
 
@@ -358,7 +357,6 @@ class MpiCommunicator : public Communicator {
   std::deque<Op> queue_;
   bool stop_ = false;
   int64_t issued_ = 0;                            // Guarded by mu_.
-  bool watchdog_enabled_ = false;                 // Issuing thread only.
   std::shared_ptr<CollectiveWatchdog> watchdog_;  // MPI thread only (and the destructor, after it joined).
 };
 

@@ -18,6 +18,9 @@
 // pid and host come from a startup exchange, so no file read is needed to
 // notice it). Format: docs/reliability.md.
 //
+// Enabling: Communicator::EnableWatchdog(options) (collective). A second call
+// in the same process (another run) replaces the watchdog.
+//
 // Threads: Begin/End are called by the thread that runs the collectives (the
 // MPI progress thread); the monitor thread is internal. NotifyStopSignal is
 // async-signal-safe. CollectiveSite is per thread.
