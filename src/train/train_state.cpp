@@ -84,6 +84,10 @@ void ReadInto(const CheckpointReader& reader, const std::string& name, const Fla
              torch::IntArrayRef(info.global_shape), " but the model expects ", torch::IntArrayRef(e.shape));
   DFAR_CHECK(info.dtype == DType::kFloat32, "checkpoint tensor '", name, "' is ", DTypeName(info.dtype),
              ", expected float32");
+  if (dst.is_contiguous() && dst.scalar_type() == torch::kFloat && dst.device().is_cpu()) {
+    reader.Read(name, lo, hi, dst.data_ptr());  // Straight into place: no staging buffer.
+    return;
+  }
   auto buf = torch::empty({hi - lo}, torch::kFloat);
   reader.Read(name, lo, hi, buf.data_ptr());
   dst.copy_(buf);

@@ -44,6 +44,20 @@ TEST(Crc32cTest, ExtendsAcrossSplitsAndAlignments) {
   }
 }
 
+// The hardware path (where the CPU has it) and the table agree on every
+// length and alignment, including the 1..7 byte tails.
+TEST(Crc32cTest, HardwareAndPortableAgree) {
+  std::vector<uint8_t> data(4099);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 197 + 3);
+  EXPECT_EQ(Crc32cPortable("123456789", 9), 0xE3069283u);
+  for (size_t offset = 0; offset < 9; ++offset) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{15}, size_t{4090}}) {
+      EXPECT_EQ(Crc32c(data.data() + offset, n, 0x1234u), Crc32cPortable(data.data() + offset, n, 0x1234u))
+          << "offset " << offset << " length " << n;
+    }
+  }
+}
+
 TEST(Crc32cTest, DetectsEverySingleBitFlip) {
   std::string s = "dfar checkpoint chunk";
   const uint32_t clean = Crc(s);

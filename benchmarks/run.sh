@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make bench`: runs the CPU benchmark suite, writes benchmarks/results/*.json
+# and the plots, and regenerates docs/benchmarks.md (benchmarks/report.py).
+# Usage: benchmarks/run.sh [BUILD_DIR]   (env: BENCH_WORK=/tmp/dfar-bench, QUICK=1 for a smoke run)
+# Every benchmark runs even if an earlier one fails; the exit status is
+# non-zero if any failed (a failed correctness column exits non-zero).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${1:-build}
+BIN=$BUILD/bin
+OUT=benchmarks/results
+WORK=${BENCH_WORK:-/tmp/dfar-bench}
+PY=/usr/bin/python3
+Q=()
+[[ -n ${QUICK:-} ]] && Q=(--quick)
+# shellcheck disable=SC2054  # "self,vader" is one mpirun argument.
+MPI=(mpirun --allow-run-as-root --oversubscribe --mca btl self,vader -x OMP_NUM_THREADS=1 -x DFAR_GIT_COMMIT)
+export DFAR_GIT_COMMIT
+DFAR_GIT_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+mkdir -p "$OUT" "$WORK"
+failed=()
+start=$SECONDS
+
+step() {  # step NAME CMD...: runs one benchmark, logs it, records failure.
+  local name=$1
+  shift
+  echo "== $name: $*"
+  local t0=$SECONDS
+  if "$@" 2>&1 | tee "$WORK/$name.log" | grep -v '^\[' ; then :; fi
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: exit $rc after $((SECONDS - t0)) s"
+  [[ $rc == 0 ]] || failed+=("$name")
+}
+
+step allreduce "${MPI[@]}" -np 2 "$BIN/bench_allreduce" "${Q[@]}" --json "$OUT/allreduce.json"
+step gradsync "${MPI[@]}" -np 2 "$BIN/bench_gradsync" --threads 1 "${Q[@]}" --json "$OUT/gradsync.json"
+step step env OMP_NUM_THREADS=2 "$BIN/bench_step" --threads 2 --export "$WORK/models" "${Q[@]}" \
+  --json "$OUT/step.json"
+step step_eager env OMP_NUM_THREADS=2 $PY benchmarks/py/step_eager.py --models "$WORK/models" --threads 2 \
+  --reference "$OUT/step.json" "${Q[@]}" --json "$OUT/step_eager.json"
+step step_hf_peft env OMP_NUM_THREADS=2 $PY benchmarks/py/step_hf_peft.py --models "$WORK/models" --threads 2 \
+  --reference "$OUT/step.json" "${Q[@]}" --json "$OUT/step_hf_peft.json"
+# Scaling, 1 thread per rank: weak = the same per-rank batch on 1 and 2
+# ranks; strong = the same global batch (4) split over 1 and 2 ranks.
+for c in smollm2-lora-bf16 smollm2-full-bf16; do
+  step "scaling-$c-np1-b4" "${MPI[@]}" -np 1 "$BIN/bench_step" --case $c --threads 1 --batch 4 --seq 128 \
+    "${Q[@]}" --json "$OUT/scaling-$c-np1-b4.json"
+  step "scaling-$c-np1-b2" "${MPI[@]}" -np 1 "$BIN/bench_step" --case $c --threads 1 --batch 2 --seq 128 \
+    "${Q[@]}" --json "$OUT/scaling-$c-np1-b2.json"
+  step "scaling-$c-np2-b2" "${MPI[@]}" -np 2 "$BIN/bench_step" --case $c --threads 1 --batch 2 --seq 128 \
+    "${Q[@]}" --json "$OUT/scaling-$c-np2-b2.json"
+done
+step ckpt "${MPI[@]}" -np 2 "$BIN/bench_ckpt" --dir "$WORK/ckpt" "${Q[@]}" --json "$OUT/ckpt.json"
+step generate env OMP_NUM_THREADS=2 "$BIN/bench_generate" --threads 2 "${Q[@]}" --json "$OUT/generate.json"
+step generate_hf env OMP_NUM_THREADS=2 $PY benchmarks/py/generate_hf.py --models "$WORK/models" --threads 2 \
+  --reference "$OUT/generate.json" "${Q[@]}" --json "$OUT/generate_hf.json"
+
+echo "== suite: $((SECONDS - start)) s"
+$PY benchmarks/report.py --results "$OUT" --out docs/benchmarks.md --suite-seconds $((SECONDS - start)) \
+  --failed "${failed[*]:-}" || failed+=(report)
+if ((${#failed[@]})); then
+  echo "bench: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "bench: all benchmarks passed their correctness checks; see docs/benchmarks.md"
