@@ -4,7 +4,7 @@ JOBS ?= 2
 BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build test demo fuzz test-asan clean format
+.PHONY: deps configure build test demo bench fuzz test-asan clean format
 
 deps:
 	bash scripts/deps.sh
@@ -20,6 +20,12 @@ test: build
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
+
+# The CPU benchmark suite (<= 15 min): benchmarks/results/*.json, plots, and
+# a regenerated docs/benchmarks.md. QUICK=1 for a smoke run.
+bench: build
+	bash scripts/bench_deps.sh
+	bash benchmarks/run.sh $(BUILD)
 
 # libFuzzer targets (clang, ASan + UBSan) on every parser of untrusted bytes;
 # each runs FUZZ_SECONDS or FUZZ_RUNS executions, whichever comes first.
