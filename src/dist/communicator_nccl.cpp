@@ -153,6 +153,35 @@ std::unique_ptr<Communicator> MakeNcclCommunicator(Communicator& host, int devic
   return std::make_unique<NcclCommunicator>(host, device, static_cast<cudaStream_t>(compute_stream));
 }
 
+CudaDeviceInfo GetCudaDeviceInfo(int device) {
+  CudaDeviceInfo info;
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) return info;
+  info.name = prop.name;
+  // Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets.
+  const struct {
+    const char* key;
+    double tflops;
+  } peaks[] = {{"H200", 989}, {"H100", 989}, {"GH200", 989}, {"B200", 2250}, {"A100", 312},
+               {"L40S", 362}, {"A10G", 70},  {"L4", 121},    {"A6000", 155}};
+  for (const auto& p : peaks) {
+    if (info.name.find(p.key) != std::string::npos) {
+      info.peak_bf16_flops = p.tflops * 1e12;
+      break;
+    }
+  }
+  return info;
+}
+
+int64_t CudaMemoryInUseBytes(int device) {
+  int previous = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(device) != cudaSuccess) return -1;
+  size_t free_bytes = 0, total = 0;
+  const bool ok = cudaMemGetInfo(&free_bytes, &total) == cudaSuccess;
+  cudaSetDevice(previous);
+  return ok ? static_cast<int64_t>(total - free_bytes) : -1;
+}
+
 int CudaDevicesVisible() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;

@@ -27,6 +27,9 @@
 #include "dfar/data/prompt_template.h"
 #include "dfar/data/sampler.h"
 #include "dfar/dist/watchdog.h"
+#if defined(DFAR_WITH_NCCL)
+#include "dfar/dist/nccl_communicator.h"
+#endif
 #include "dfar/model/pretrained.h"
 #include "dfar/train/flat_params.h"
 #include "dfar/train/grad_sync.h"
@@ -125,11 +128,18 @@ class Trainer {
   void Restore(const std::string& dir);
   int64_t TotalSteps() const;
   bool StopRequested();
+  // Where tensors are reduced: NCCL for CUDA parameters, else the host communicator.
+  Communicator& TensorComm() { return device_comm_ ? *device_comm_ : comm_; }
+  void OpenDeviceCommunicator();
+  void AddDeviceMetrics(nlohmann::json& j, double tokens, double secs);
 
   Config config_;
   TrainOptions options_;
   Communicator& comm_;
+  std::unique_ptr<Communicator> device_comm_;  // NCCL, when parameters live on a CUDA device.
   torch::Device device_{torch::kCPU};
+  double flops_per_token_ = 0;  // Model FLOPs per trained token, for MFU.
+  double peak_memory_bytes_ = 0;
   PretrainedModel model_;
   Dataset data_;
   std::unique_ptr<ShardedSampler> sampler_;
@@ -197,15 +207,55 @@ void Trainer::BuildOptimizer() {
     tensors.push_back(p.value());
   }
   flat_ = std::make_unique<FlatParameters>(named, comm_.size(), config_.dist.bucket_mb);
+  OpenDeviceCommunicator();
   // Every rank starts from rank 0's trainable parameters, as DDP does.
-  comm_.Broadcast(flat_->data().data_ptr(), static_cast<size_t>(flat_->data().nbytes()), DType::kUInt8, 0);
-  sync_ = std::make_unique<GradientSync>(*flat_, comm_, static_cast<int>(config_.dist.zero), tensors);
+  TensorComm().Broadcast(flat_->data().data_ptr(), static_cast<size_t>(flat_->data().nbytes()), DType::kUInt8, 0);
+  sync_ = std::make_unique<GradientSync>(*flat_, TensorComm(), static_cast<int>(config_.dist.zero), tensors);
+  // Model FLOPs per token: 2 per weight in forward, 2 more for the input
+  // gradient, 2 more for the weight gradient of trainable weights, and a
+  // recomputed forward with activation checkpointing.
+  double all = 0, trainable = 0;
+  for (const auto& p : model_.decoder->parameters()) {
+    all += static_cast<double>(p.numel());
+    if (p.requires_grad()) trainable += static_cast<double>(p.numel());
+  }
+  flops_per_token_ = 4 * all + 2 * trainable + (config_.model.activation_checkpointing ? 2 * all : 0);
   AdamWOptions o;
   o.weight_decay = config_.train.weight_decay;
   optim_ = std::make_unique<AdamW>(*flat_, sync_->owned(), o);
   schedule_ = MakeSchedule(config_.train.schedule, config_.train.lr, TotalSteps(), config_.train.warmup_ratio);
   spdlog::info("trainable parameters: {} in {} buckets; optimizer state {:.1f} MB on this rank (ZeRO {})",
                flat_->logical_numel(), flat_->buckets().size(), optim_->state_bytes() / 1e6, config_.dist.zero);
+}
+
+// CUDA parameters are reduced over NCCL (its unique id travels over the host
+// communicator); scalars, metadata and checkpoints stay on the host one.
+void Trainer::OpenDeviceCommunicator() {
+  if (!device_.is_cuda()) return;
+#if defined(DFAR_WITH_NCCL)
+  device_comm_ = MakeNcclCommunicator(comm_, device_.index());
+  spdlog::info("gradients reduce over NCCL on cuda:{} ({} ranks)", device_.index(), comm_.size());
+#else
+  DFAR_CHECK(comm_.size() == 1, "model.device=cuda with ", comm_.size(),
+             " ranks needs the NCCL backend, and this build has none (rebuild where CUDA and NCCL are found)");
+#endif
+}
+
+// MFU and device memory, for metrics.jsonl on CUDA.
+void Trainer::AddDeviceMetrics(nlohmann::json& j, double tokens, double secs) {
+  j["peak_memory_gb"] = nullptr;
+  j["mfu"] = nullptr;
+#if defined(DFAR_WITH_NCCL)
+  const int device = device_.index();
+  peak_memory_bytes_ = std::max(peak_memory_bytes_, static_cast<double>(CudaMemoryInUseBytes(device)));
+  if (peak_memory_bytes_ > 0) j["peak_memory_gb"] = peak_memory_bytes_ / 1e9;
+  static const CudaDeviceInfo info = GetCudaDeviceInfo(device);
+  // tokens counts every rank's tokens; each rank has its own peak.
+  if (info.peak_bf16_flops > 0) j["mfu"] = flops_per_token_ * tokens / secs / (info.peak_bf16_flops * comm_.size());
+#else
+  (void)tokens;
+  (void)secs;
+#endif
 }
 
 int64_t Trainer::TotalSteps() const {
@@ -283,9 +333,7 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double norm, double 
                       {"tokens_per_s", tokens / secs},
                       {"samples_per_s", samples / secs},
                       {"skipped_steps", skipped_total_}};
-  if (device_.is_cuda()) {
-    j["peak_memory_gb"] = nullptr;  // Filled by the CUDA build's allocator stats when available.
-  }
+  if (device_.is_cuda()) AddDeviceMetrics(j, tokens, secs);
   metrics_ << j.dump() << "\n";
   metrics_.flush();
   const int64_t total = schedule_.total_steps;

@@ -12,7 +12,9 @@
 // MakeNcclCommunicator throws on a host with no CUDA device.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "dfar/dist/communicator.h"
 
@@ -24,5 +26,16 @@ std::unique_ptr<Communicator> MakeNcclCommunicator(Communicator& host, int devic
 
 // Number of CUDA devices visible (0 if none, no driver, or a CPU-only build).
 int CudaDevicesVisible();
+
+// Facts about a CUDA device for the trainer's metrics (compiled with the
+// NCCL backend, which is where dfar links the CUDA runtime).
+struct CudaDeviceInfo {
+  std::string name;            // e.g. "NVIDIA H100 80GB HBM3".
+  double peak_bf16_flops = 0;  // Dense bf16 peak from a table of known GPUs; 0 if unknown.
+};
+CudaDeviceInfo GetCudaDeviceInfo(int device);
+// Bytes in use on the device (total - free, cudaMemGetInfo): the caching
+// allocator's reservations plus the CUDA context; -1 on error.
+int64_t CudaMemoryInUseBytes(int device);
 
 }  // namespace dfar
