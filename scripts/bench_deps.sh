@@ -7,7 +7,7 @@
 # multi-GB CUDA wheel from PyPI.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-packages=(python3-torch python3-numpy python3-matplotlib python3-pip python3-yaml)
+packages=(python3-torch python3-numpy python3-matplotlib python3-pip python3-yaml python3-requests python3-psutil)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

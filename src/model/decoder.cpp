@@ -74,7 +74,10 @@ torch::Tensor ProjImpl::forward(const torch::Tensor& x) {
   auto y = bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::nn::functional::linear(x, weight);
   if (!has_lora() || merged) return y;
   auto h = lora_dropout > 0 && is_training() ? torch::dropout(x, lora_dropout, true) : x;
-  return y + torch::nn::functional::linear(torch::nn::functional::linear(h, lora_a), lora_b) * lora_scale;
+  // Scaling the rank-r intermediate, not the [.., out] result, keeps the
+  // multiply (and its backward) r/out the size: 1.4 s of an 11.9 s SmolLM2
+  // fp32 LoRA step before (benchmarks/step).
+  return y + torch::nn::functional::linear(torch::nn::functional::linear(h, lora_a) * lora_scale, lora_b);
 }
 
 void ProjImpl::EnableLora(int64_t rank, double alpha, double dropout) {

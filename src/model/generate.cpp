@@ -81,7 +81,7 @@ std::vector<Generation> Generate(Decoder& decoder, const Tokenizer& tok,
       auto& g = out[static_cast<size_t>(r)];
       if (done[static_cast<size_t>(r)]) continue;
       const int32_t id = static_cast<int32_t>(next[r].item<int64_t>());
-      if (id == tok.eos_id()) {
+      if (id == tok.eos_id() && !o.ignore_eos) {
         done[static_cast<size_t>(r)] = true;
         g.stop_reason = "eos";
         continue;

@@ -60,6 +60,7 @@ GradientSync::GradientSync(FlatParameters& flat, Communicator& comm, int zero_st
 }
 
 GradientSync::~GradientSync() {
+  alive_.reset();  // Disarms the hooks left on the parameters' accumulators.
   for (auto& w : works_)
     if (w) w->Wait();
 }
@@ -69,7 +70,13 @@ void GradientSync::RegisterHooks(const std::vector<torch::Tensor>& params) {
   for (size_t i = 0; i < params.size(); ++i) {
     auto acc = torch::autograd::impl::grad_accumulator(params[i]);
     DFAR_CHECK(acc != nullptr, "parameter '", flat_.entries()[i].name, "' has no gradient accumulator");
-    acc->add_post_hook(std::make_unique<GradReadyHook>([this, i] { OnGradReady(i); }));
+    // The hook outlives this object on the parameter's accumulator (libtorch
+    // cannot remove it), so it holds only a weak token: once this GradientSync
+    // is gone, the hook does nothing.
+    std::weak_ptr<int> alive = alive_;
+    acc->add_post_hook(std::make_unique<GradReadyHook>([this, i, alive] {
+      if (alive.lock()) OnGradReady(i);
+    }));
     accumulators_.push_back(std::move(acc));
   }
 }

@@ -26,10 +26,11 @@ struct GenerationOptions {
   double top_p = 1.0;        // Nucleus mass kept when sampling.
   uint64_t seed = 0;
   std::vector<std::string> stop_strings;  // Output is cut before the first match.
+  bool ignore_eos = false;                // Keep going past EOS (EOS is kept as a token); for benchmarks.
 };
 
 struct Generation {
-  std::vector<int32_t> ids;  // New tokens only (EOS excluded).
+  std::vector<int32_t> ids;  // New tokens only (EOS excluded unless ignore_eos).
   std::string text;          // Decoded, cut at a stop string.
   std::string stop_reason;   // "eos", "stop_string", "length".
 };

@@ -67,6 +67,7 @@ class GradientSync {
   std::vector<std::shared_ptr<Work>> works_;
   std::vector<torch::Tensor> scatter_out_;  // ZeRO 2 receive buffers, per bucket.
   int64_t launched_total_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // Hooks hold a weak_ptr to it.
 };
 
 }  // namespace dfar

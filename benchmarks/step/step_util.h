@@ -1,0 +1,80 @@
+// Building blocks of bench_step: the deterministic batch shared with the
+// Python baselines (benchmarks/py), the tiny random Llama, a model set up for
+// training exactly as dfar's Trainer sets it up, one trainer step, and the
+// model-FLOPs count used to turn step times into GFLOP/s.
+//
+// Why a separate file: bench_step.cpp keeps only the case table, timing and
+// reporting; everything here mirrors library code paths (src/train/trainer.cpp)
+// and is easier to check against them on its own.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "dfar/dist/communicator.h"
+#include "dfar/model/pretrained.h"
+#include "dfar/train/flat_params.h"
+#include "dfar/train/grad_sync.h"
+#include "dfar/train/loss.h"
+#include "dfar/train/optimizer.h"
+
+namespace dfar::bench {
+
+// This rank's B x T rows: ids[b][t] = (17 + 1009 g + 31 t + 7 ((g t) mod 13))
+// mod vocab with g = rank * B + b; label[b][t] = ids[b][t + 1] for
+// T/2 <= t < T - 1, else ignored (-100).
+struct StepBatch {
+  BatchTensors tensors;
+  double supervised = 0;  // Supervised positions on this rank.
+};
+StepBatch MakeStepBatch(int rank, int64_t rows, int64_t cols, int64_t vocab);
+
+// hidden 64, 2 layers, 4 heads (2 kv), intermediate 176, vocab 512, untied;
+// weights N(0, 0.02) after torch::manual_seed(1234), norms 1. No tokenizer.
+ModelConfig TinyLlamaConfig();
+PretrainedModel MakeTinyLlama();
+
+// Removes `dir` if present and exports `model` there (HF layout).
+void ExportFresh(PretrainedModel& model, const std::string& dir);
+
+struct TrainSetup {
+  bool lora = false;  // r 64, alpha 16, dropout 0 on q,k,v,o,gate,up,down.
+  torch::ScalarType dtype = torch::kFloat;
+  double bucket_mb = 32;
+};
+
+// A model wired for training the way Trainer::BuildModel/BuildOptimizer do it:
+// LoRA (seeded) before the dtype cast, trainable parameters only into
+// FlatParameters, rank 0's values broadcast, GradientSync (ZeRO 0), AdamW
+// (betas 0.9/0.999, eps 1e-8, no decay; fp32 master weights for bf16).
+// Members are declared in dependency order so they are destroyed in reverse.
+class Trainee {
+ public:
+  Trainee(PretrainedModel model, const TrainSetup& setup, Communicator& comm);
+  // One optimizer step as Trainer::TrainStep + Trainer::Run do it: global
+  // supervised count, forward/backward with overlapped sync, Finish, loss
+  // all-reduce, ClipGradNorm(1.0), AdamW::Step (which syncs master weights
+  // to the parameters), GatherParameters, zeroed gradients. Returns the
+  // global mean loss of the step (before its update).
+  double Step(const StepBatch& batch, double lr);
+  Decoder& decoder() { return model_.decoder; }
+  int64_t trainable() const { return flat_->logical_numel(); }
+
+ private:
+  Communicator& comm_;
+  PretrainedModel model_;
+  std::unique_ptr<FlatParameters> flat_;
+  std::unique_ptr<GradientSync> sync_;
+  std::unique_ptr<AdamW> optim_;
+};
+
+// Model FLOPs per token of one training step (see bench_step.cpp's header):
+//   full FT: 6 N_matmul + 12 L h T
+//   LoRA:    4 N_matmul + 6 N_lora + 12 L h T
+// N_matmul: every projection weight incl. the LM head (the embedding matrix
+// when tied), not the embedding lookup, norms or LoRA adapters.
+double TrainFlopsPerToken(Decoder& decoder, int64_t seq, bool lora);
+
+}  // namespace dfar::bench
