@@ -217,7 +217,7 @@ def main():
     model = alpha_beta.table(mfu, hidden)
     plot_scaling(model, [(m["case"], m["weak efficiency"]) for m in meas], os.path.join(R, "scaling.png"))
     for m in meas:
-        goals.add("scaling 1→2 ranks, weak efficiency (%s)" % m["case"], m["weak efficiency"], 0.9)
+        goals.add("scaling 1→2 ranks, weak efficiency (%s; 0.9 is our bar, the issue sets none)" % m["case"], m["weak efficiency"], 0.9)
     body += "## scaling\n\n### measured: 1 → 2 ranks on this host (1 thread per rank)\n\n"
     body += ("Weak: the same per-rank batch (2×128) on 1 and 2 ranks, efficiency = t1/t2. Strong: a global "
              "batch of 4×128 on 1 rank vs 2×128 per rank on 2, efficiency = t1/(2·t2).\n\n")
