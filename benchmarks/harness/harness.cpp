@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <thread>
 
@@ -47,6 +48,10 @@ Args ParseArgs(int argc, char** argv, const std::string& usage) {
       value = s.substr(eq + 1);
     } else if (key != "quick" && i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
       value = argv[++i];
+    }
+    if (usage.find("--" + key) == std::string::npos) {  // Every flag a benchmark reads is in its usage.
+      std::fprintf(stderr, "%s: unknown flag '--%s' (see --help)\n", argv[0], key.c_str());
+      std::exit(2);
     }
     if (key == "json") {
       a.json_path = value;
@@ -153,6 +158,16 @@ int Report::Finish() {
     std::fflush(stdout);
   }
   return failures_ == 0 ? 0 : 1;
+}
+
+int Main(int argc, char** argv, const std::string& usage, int (*body)(const Args&)) {
+  const Args args = ParseArgs(argc, argv, usage);
+  try {
+    return body(args);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    return 2;
+  }
 }
 
 double Now() {

@@ -38,7 +38,8 @@ struct Args {
   int64_t GetInt(const std::string& key, int64_t fallback) const;
 };
 
-// Parses argv; `--help` prints `usage` and exits 0, a malformed flag exits 2.
+// Parses argv; `--help` prints `usage` and exits 0; a malformed flag, or one
+// that `usage` does not mention, exits 2 with a message naming it.
 Args ParseArgs(int argc, char** argv, const std::string& usage);
 
 class Report {
@@ -72,6 +73,10 @@ class Report {
   bool begun_ = false;
   int failures_ = 0;
 };
+
+// The shared main(): parses argv (`usage` for --help), runs `body`, and turns
+// an exception into a message naming the benchmark and exit status 2.
+int Main(int argc, char** argv, const std::string& usage, int (*body)(const Args&));
 
 // Wall-clock seconds since an arbitrary origin (steady clock).
 double Now();

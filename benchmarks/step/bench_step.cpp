@@ -195,11 +195,5 @@ int Run(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = dfar::bench::ParseArgs(argc, argv, kUsage);
-  try {
-    return Run(args);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_step: %s\n", e.what());
-    return 2;
-  }
+  return dfar::bench::Main(argc, argv, kUsage, Run);
 }
