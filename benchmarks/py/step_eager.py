@@ -293,6 +293,18 @@ def self_check(report, args):
         del ours, hf
 
 
+def run_all_cases(report, args, cases, run_case, load):
+    """Runs the selected cases (checked against --reference) and exits with the report's status."""
+    ref = load_reference(args.reference)
+    if args.reference:
+        report.add_meta("reference", os.path.abspath(args.reference))
+    report.begin(COLUMNS)
+    for name in (args.case or list(cases)):
+        run_case(report, args, name, ref)
+    load.finish(report)
+    sys.exit(report.finish())
+
+
 def main():
     p = base_parser(__doc__.split("\n")[0])
     add_common_args(p, CASES)
@@ -312,14 +324,7 @@ def main():
         report.add_meta("transformers", transformers.__version__)
         self_check(report, args)
         sys.exit(report.finish())
-    ref = load_reference(args.reference)
-    if args.reference:
-        report.add_meta("reference", os.path.abspath(args.reference))
-    report.begin(COLUMNS)
-    for name in (args.case or list(CASES)):
-        run_case(report, args, name, ref)
-    load.finish(report)
-    sys.exit(report.finish())
+    run_all_cases(report, args, CASES, run_case, load)
 
 
 if __name__ == "__main__":

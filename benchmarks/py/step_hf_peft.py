@@ -42,8 +42,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Report, base_parser  # noqa: E402
-from step_eager import (COLUMNS, LoadMonitor, add_common_args, check_losses,  # noqa: E402
-                        hf_labels, load_reference, make_batch, median_ms)
+from step_eager import (LoadMonitor, add_common_args, check_losses, hf_labels,  # noqa: E402
+                        make_batch, median_ms, run_all_cases)
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -117,14 +117,7 @@ def main():
     report.add_meta("models", os.path.abspath(args.models))
     report.add_meta("optimizer", "torch.optim.AdamW(default foreach) + clip_grad_norm_(1.0)")
     load = LoadMonitor().start(report)
-    ref = load_reference(args.reference)
-    if args.reference:
-        report.add_meta("reference", os.path.abspath(args.reference))
-    report.begin(COLUMNS)
-    for name in (args.case or list(CASES)):
-        run_case(report, args, name, ref)
-    load.finish(report)
-    sys.exit(report.finish())
+    run_all_cases(report, args, CASES, run_case, load)
 
 
 if __name__ == "__main__":
