@@ -12,7 +12,8 @@
 // batch, weights (--export writes them for the Python side) and first loss
 // make the comparison about speed, not about different work.
 //
-// Model FLOPs per token (GFLOP/s column):
+// Model FLOPs per token (GFLOP/s column), dfar::TrainFlopsPerToken, the count
+// the trainer's MFU uses too:
 //   full FT: 6 N_matmul + 12 L h T
 //   LoRA:    4 N_matmul + 6 N_lora + 12 L h T
 // N_matmul counts every projection weight including the LM head (the tied
@@ -109,7 +110,7 @@ CaseResult RunCase(const CaseSpec& spec, const std::string& model_path, dfar::Co
   const auto batch =
       dfar::bench::MakeStepBatch(comm.rank(), spec.batch, spec.seq, trainee.decoder()->config().vocab_size);
   CaseResult r;
-  r.flops_per_token = dfar::bench::TrainFlopsPerToken(trainee.decoder(), spec.seq, spec.lora);
+  r.flops_per_token = dfar::TrainFlopsPerToken(trainee.decoder(), spec.seq, /*activation_checkpointing=*/false);
   r.trainable = trainee.trainable();
   std::vector<double> times;
   for (int i = 0; i < spec.warmup + spec.timed; ++i) {

@@ -1,8 +1,7 @@
-// See step_util.h. Every training call here is the one src/train/trainer.cpp
-// makes, in the same order; only data loading and logging are left out.
+// See step_util.h. The step itself is the library's StepEngine, the one
+// src/train/trainer.cpp drives; only data loading and logging are left out.
 #include "step_util.h"
 
-#include <cmath>
 #include <filesystem>
 #include <vector>
 
@@ -80,68 +79,17 @@ Trainee::Trainee(PretrainedModel model, const TrainSetup& setup, Communicator& c
   }
   d->to(torch::kCPU, setup.dtype);
   d->train();
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  std::vector<torch::Tensor> tensors;
-  for (const auto& p : d->named_parameters()) {
-    if (!p.value().requires_grad()) continue;
-    named.emplace_back(p.key(), p.value());
-    tensors.push_back(p.value());
-  }
-  flat_ = std::make_unique<FlatParameters>(named, comm_.size(), setup.bucket_mb);
-  comm_.Broadcast(flat_->data().data_ptr(), static_cast<size_t>(flat_->data().nbytes()), DType::kUInt8, 0);
-  sync_ = std::make_unique<GradientSync>(*flat_, comm_, 0, tensors);
-  optim_ = std::make_unique<AdamW>(*flat_, sync_->owned(), AdamWOptions{});
+  StepEngineOptions o;
+  o.bucket_mb = setup.bucket_mb;
+  engine_ = std::make_unique<StepEngine>(d, comm_, comm_, o);
 }
 
 double Trainee::Step(const StepBatch& batch, double lr) {
   double count = batch.supervised;
   comm_.AllReduce(&count, 1, DType::kFloat64, ReduceOp::kSum);
-  sync_->BeginBackward(true);
-  auto ce = SupervisedCrossEntropySum(model_.decoder, batch.tensors);
-  double ce_sum = ce.item<double>();
-  (ce / count).backward();
-  sync_->Finish();
-  comm_.AllReduce(&ce_sum, 1, DType::kFloat64, ReduceOp::kSum);
-  const double loss = ce_sum / count;
-  const double norm = ClipGradNorm(*flat_, sync_->owned(), 1.0, comm_, /*sharded=*/false);
-  if (std::isfinite(norm) && std::isfinite(loss)) {  // The trainer skips non-finite steps.
-    optim_->Step(lr);
-    sync_->GatherParameters();
-  }
-  flat_->grad().zero_();
+  const double loss = engine_->ForwardBackward({batch.tensors}, count);
+  engine_->Update(loss, lr, 1.0);
   return loss;
-}
-
-namespace {
-
-struct ParamCounts {
-  double matmul = 0, lora = 0;
-};
-
-ParamCounts CountParams(Decoder& decoder) {
-  ParamCounts n;
-  for (const auto& p : decoder->named_parameters()) {
-    const std::string& name = p.key();
-    const auto numel = static_cast<double>(p.value().numel());
-    if (name.find("lora_") != std::string::npos) {
-      n.lora += numel;
-    } else if (name.find("norm") == std::string::npos && name.find(".bias") == std::string::npos &&
-               name.rfind("embed.", 0) != 0) {
-      n.matmul += numel;
-    }
-  }
-  if (decoder->config().tie_embeddings) n.matmul += static_cast<double>(decoder->embed->weight.numel());
-  return n;
-}
-
-}  // namespace
-
-double TrainFlopsPerToken(Decoder& decoder, int64_t seq, bool lora) {
-  const ParamCounts n = CountParams(decoder);
-  const auto& c = decoder->config();
-  const double attention = 12.0 * static_cast<double>(c.num_layers * c.hidden_size * seq);
-  if (lora) return 4.0 * n.matmul + 6.0 * n.lora + attention;
-  return 6.0 * n.matmul + attention;
 }
 
 }  // namespace dfar::bench

@@ -15,10 +15,8 @@
 
 #include "dfar/dist/communicator.h"
 #include "dfar/model/pretrained.h"
-#include "dfar/train/flat_params.h"
-#include "dfar/train/grad_sync.h"
 #include "dfar/train/loss.h"
-#include "dfar/train/optimizer.h"
+#include "dfar/train/step_engine.h"
 
 namespace dfar::bench {
 
@@ -46,35 +44,22 @@ struct TrainSetup {
 };
 
 // A model wired for training the way Trainer::BuildModel/BuildOptimizer do it:
-// LoRA (seeded) before the dtype cast, trainable parameters only into
-// FlatParameters, rank 0's values broadcast, GradientSync (ZeRO 0), AdamW
-// (betas 0.9/0.999, eps 1e-8, no decay; fp32 master weights for bf16).
-// Members are declared in dependency order so they are destroyed in reverse.
+// LoRA (seeded) before the dtype cast, then the library's StepEngine (ZeRO 0,
+// AdamW betas 0.9/0.999, eps 1e-8, no decay; fp32 master weights for bf16).
 class Trainee {
  public:
   Trainee(PretrainedModel model, const TrainSetup& setup, Communicator& comm);
   // One optimizer step as Trainer::TrainStep + Trainer::Run do it: global
-  // supervised count, forward/backward with overlapped sync, Finish, loss
-  // all-reduce, ClipGradNorm(1.0), AdamW::Step (which syncs master weights
-  // to the parameters), GatherParameters, zeroed gradients. Returns the
-  // global mean loss of the step (before its update).
+  // supervised count, StepEngine::ForwardBackward, StepEngine::Update with
+  // clip 1.0. Returns the global mean loss of the step (before its update).
   double Step(const StepBatch& batch, double lr);
   Decoder& decoder() { return model_.decoder; }
-  int64_t trainable() const { return flat_->logical_numel(); }
+  int64_t trainable() const { return engine_->trainable(); }
 
  private:
   Communicator& comm_;
   PretrainedModel model_;
-  std::unique_ptr<FlatParameters> flat_;
-  std::unique_ptr<GradientSync> sync_;
-  std::unique_ptr<AdamW> optim_;
+  std::unique_ptr<StepEngine> engine_;
 };
-
-// Model FLOPs per token of one training step (see bench_step.cpp's header):
-//   full FT: 6 N_matmul + 12 L h T
-//   LoRA:    4 N_matmul + 6 N_lora + 12 L h T
-// N_matmul: every projection weight incl. the LM head (the embedding matrix
-// when tied), not the embedding lookup, norms or LoRA adapters.
-double TrainFlopsPerToken(Decoder& decoder, int64_t seq, bool lora);
 
 }  // namespace dfar::bench

@@ -13,7 +13,6 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <sstream>
 
 #include "dfar/ckpt/checkpoint.h"
@@ -31,11 +30,9 @@
 #include "dfar/dist/nccl_communicator.h"
 #endif
 #include "dfar/model/pretrained.h"
-#include "dfar/train/flat_params.h"
-#include "dfar/train/grad_sync.h"
 #include "dfar/train/loss.h"
-#include "dfar/train/optimizer.h"
 #include "dfar/train/schedule.h"
+#include "dfar/train/step_engine.h"
 #include "dfar/train/trained_model.h"
 #include "run_dir.h"
 #include "train_state.h"
@@ -131,21 +128,19 @@ class Trainer {
   // Where tensors are reduced: NCCL for CUDA parameters, else the host communicator.
   Communicator& TensorComm() { return device_comm_ ? *device_comm_ : comm_; }
   void OpenDeviceCommunicator();
-  void AddDeviceMetrics(nlohmann::json& j, double tokens, double secs);
+  void AddDeviceMetrics(nlohmann::json& j, double secs);
 
   Config config_;
   TrainOptions options_;
   Communicator& comm_;
   std::unique_ptr<Communicator> device_comm_;  // NCCL, when parameters live on a CUDA device.
   torch::Device device_{torch::kCPU};
-  double flops_per_token_ = 0;  // Model FLOPs per trained token, for MFU.
+  double step_flops_ = 0;  // Model FLOPs of the last step on this rank, for MFU (CUDA only).
   double peak_memory_bytes_ = 0;
   PretrainedModel model_;
   Dataset data_;
   std::unique_ptr<ShardedSampler> sampler_;
-  std::unique_ptr<FlatParameters> flat_;
-  std::unique_ptr<GradientSync> sync_;
-  std::unique_ptr<AdamW> optim_;
+  std::unique_ptr<StepEngine> engine_;
   std::unique_ptr<CheckpointWriter> writer_;
   LrSchedule schedule_;
   std::ofstream metrics_;
@@ -199,33 +194,16 @@ void Trainer::BuildModel() {
 }
 
 void Trainer::BuildOptimizer() {
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  std::vector<torch::Tensor> tensors;
-  for (const auto& p : model_.decoder->named_parameters()) {
-    if (!p.value().requires_grad()) continue;
-    named.emplace_back(p.key(), p.value());
-    tensors.push_back(p.value());
-  }
-  flat_ = std::make_unique<FlatParameters>(named, comm_.size(), config_.dist.bucket_mb);
   OpenDeviceCommunicator();
-  // Every rank starts from rank 0's trainable parameters, as DDP does.
-  TensorComm().Broadcast(flat_->data().data_ptr(), static_cast<size_t>(flat_->data().nbytes()), DType::kUInt8, 0);
-  sync_ = std::make_unique<GradientSync>(*flat_, TensorComm(), static_cast<int>(config_.dist.zero), tensors);
-  // Model FLOPs per token: 2 per weight in forward, 2 more for the input
-  // gradient, 2 more for the weight gradient of trainable weights, and a
-  // recomputed forward with activation checkpointing.
-  double all = 0, trainable = 0;
-  for (const auto& p : model_.decoder->parameters()) {
-    all += static_cast<double>(p.numel());
-    if (p.requires_grad()) trainable += static_cast<double>(p.numel());
-  }
-  flops_per_token_ = 4 * all + 2 * trainable + (config_.model.activation_checkpointing ? 2 * all : 0);
-  AdamWOptions o;
-  o.weight_decay = config_.train.weight_decay;
-  optim_ = std::make_unique<AdamW>(*flat_, sync_->owned(), o);
+  StepEngineOptions o;
+  o.zero = static_cast<int>(config_.dist.zero);
+  o.bucket_mb = config_.dist.bucket_mb;
+  o.adamw.weight_decay = config_.train.weight_decay;
+  engine_ = std::make_unique<StepEngine>(model_.decoder, comm_, TensorComm(), o);
   schedule_ = MakeSchedule(config_.train.schedule, config_.train.lr, TotalSteps(), config_.train.warmup_ratio);
   spdlog::info("trainable parameters: {} in {} buckets; optimizer state {:.1f} MB on this rank (ZeRO {})",
-               flat_->logical_numel(), flat_->buckets().size(), optim_->state_bytes() / 1e6, config_.dist.zero);
+               engine_->trainable(), engine_->flat().buckets().size(), engine_->optimizer().state_bytes() / 1e6,
+               config_.dist.zero);
 }
 
 // CUDA parameters are reduced over NCCL (its unique id travels over the host
@@ -242,7 +220,7 @@ void Trainer::OpenDeviceCommunicator() {
 }
 
 // MFU and device memory, for metrics.jsonl on CUDA.
-void Trainer::AddDeviceMetrics(nlohmann::json& j, double tokens, double secs) {
+void Trainer::AddDeviceMetrics(nlohmann::json& j, double secs) {
   j["peak_memory_gb"] = nullptr;
   j["mfu"] = nullptr;
 #if defined(DFAR_WITH_NCCL)
@@ -250,10 +228,9 @@ void Trainer::AddDeviceMetrics(nlohmann::json& j, double tokens, double secs) {
   peak_memory_bytes_ = std::max(peak_memory_bytes_, static_cast<double>(CudaMemoryInUseBytes(device)));
   if (peak_memory_bytes_ > 0) j["peak_memory_gb"] = peak_memory_bytes_ / 1e9;
   static const CudaDeviceInfo info = GetCudaDeviceInfo(device);
-  // tokens counts every rank's tokens; each rank has its own peak.
-  if (info.peak_bf16_flops > 0) j["mfu"] = flops_per_token_ * tokens / secs / (info.peak_bf16_flops * comm_.size());
+  // Rank 0's own model FLOPs over its own peak; ranks get equal shares of a step.
+  if (info.peak_bf16_flops > 0) j["mfu"] = step_flops_ / secs / info.peak_bf16_flops;
 #else
-  (void)tokens;
   (void)secs;
 #endif
 }
@@ -277,6 +254,7 @@ double Trainer::TrainStep(int64_t step, double* tokens) {
   // examples, so accumulation and world size never change which examples
   // make up an optimizer step.
   std::vector<BatchTensors> micro;
+  step_flops_ = 0;
   double counts[2] = {0, 0};  // Supervised tokens, real tokens (this rank).
   for (const auto& ids : SplitMicroBatches(sampler_->Next(), config_.train.grad_accum)) {
     std::vector<TokenizedExample> rows;
@@ -286,22 +264,16 @@ double Trainer::TrainStep(int64_t step, double* tokens) {
     counts[0] += static_cast<double>(b.supervised_tokens);
     counts[1] += static_cast<double>(b.real_tokens);
     micro.push_back(ToTensors(b, config_.prompt.pack, device_));
+    if (device_.is_cuda())
+      step_flops_ +=
+          static_cast<double>(b.real_tokens) *
+          TrainFlopsPerToken(model_.decoder, micro.back().input_ids.size(1), config_.model.activation_checkpointing);
   }
   comm_.AllReduce(counts, 2, DType::kFloat64, ReduceOp::kSum);
   DFAR_CHECK(counts[0] > 0, "step ", step, " has no supervised tokens on any rank");
   *tokens = counts[1];
   // 2. Forward/backward; the last micro-step's backward overlaps the collectives.
-  double ce_sum = 0;
-  for (size_t k = 0; k < micro.size(); ++k) {
-    sync_->BeginBackward(k + 1 == micro.size());
-    auto ce = SupervisedCrossEntropySum(model_.decoder, micro[k]);
-    if (InjectNonFinite(step)) ce = ce * std::numeric_limits<float>::quiet_NaN();
-    ce_sum += ce.item<double>();
-    (ce / counts[0]).backward();
-  }
-  sync_->Finish();
-  comm_.AllReduce(&ce_sum, 1, DType::kFloat64, ReduceOp::kSum);
-  return ce_sum / counts[0];
+  return engine_->ForwardBackward(micro, counts[0], InjectNonFinite(step));
 }
 
 double Trainer::ValidationLoss() {
@@ -333,7 +305,7 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double norm, double 
                       {"tokens_per_s", tokens / secs},
                       {"samples_per_s", samples / secs},
                       {"skipped_steps", skipped_total_}};
-  if (device_.is_cuda()) AddDeviceMetrics(j, tokens, secs);
+  if (device_.is_cuda()) AddDeviceMetrics(j, secs);
   metrics_ << j.dump() << "\n";
   metrics_.flush();
   const int64_t total = schedule_.total_steps;
@@ -359,12 +331,13 @@ std::string Trainer::SaveCheckpoint(int64_t step) {
       {"cursor", {{"epoch", sampler_->cursor().epoch}, {"step", sampler_->cursor().step}}},
       {"world_size", comm_.size()},
       {"global_batch", comm_.size() * config_.sampler.micro_batch * config_.train.grad_accum},
-      {"optimizer_steps", optim_->steps()},
+      {"optimizer_steps", engine_->optimizer().steps()},
       {"skipped_steps", skipped_total_},
       {"scheduler",
        {{"kind", schedule_.kind}, {"total_steps", schedule_.total_steps}, {"warmup_steps", schedule_.warmup_steps}}}};
   req.rank_meta = {{"rng", CaptureRngState()}};
-  req.chunks = CollectStateChunks(*flat_, *optim_, static_cast<int>(config_.dist.zero), comm_.rank(), comm_.size());
+  req.chunks = CollectStateChunks(engine_->flat(), engine_->optimizer(), static_cast<int>(config_.dist.zero),
+                                  comm_.rank(), comm_.size());
   const std::string dir = writer_->Save(std::move(req));
   spdlog::info("checkpoint step {} -> {}", step, dir);
   return dir;
@@ -380,8 +353,8 @@ void Trainer::Restore(const std::string& dir) {
   DFAR_CHECK(global_batch == mine, dir,
              ": resuming needs the same global batch (world x micro_batch x grad_accum = ", global_batch,
              "), this run has ", mine);
-  RestoreState(reader, *flat_, *optim_);
-  optim_->set_steps(meta.value("optimizer_steps", int64_t{0}));
+  RestoreState(reader, engine_->flat(), engine_->optimizer());
+  engine_->optimizer().set_steps(meta.value("optimizer_steps", int64_t{0}));
   skipped_total_ = meta.value("skipped_steps", int64_t{0});
   SamplerCursor cursor;
   cursor.epoch = meta["cursor"].value("epoch", int64_t{0});
@@ -401,11 +374,10 @@ TrainSummary Trainer::Run() {
     double tokens = 0;
     const double loss = TrainStep(step, &tokens);
     const double lr = schedule_.At(step);
-    const double norm = ClipGradNorm(*flat_, sync_->owned(), config_.train.grad_clip, comm_, config_.dist.zero > 0);
-    const bool skip = !std::isfinite(norm) || !std::isfinite(loss);
+    const StepResult r = engine_->Update(loss, lr, config_.train.grad_clip);
+    const double norm = r.grad_norm;
+    const bool skip = r.skipped;
     if (!skip) {
-      optim_->Step(lr);
-      sync_->GatherParameters();
       consecutive_skips_ = 0;
     } else {
       ++skipped_total_;
@@ -413,7 +385,6 @@ TrainSummary Trainer::Run() {
                  " consecutive steps had a non-finite loss or gradient norm (train.max_consecutive_skips = ",
                  config_.train.max_consecutive_skips, "); stopping at step ", step + 1);
     }
-    flat_->grad().zero_();
     const double samples = static_cast<double>(config_.sampler.micro_batch * config_.train.grad_accum * comm_.size());
     LogStep(step, loss, lr, norm, tokens, samples, Seconds(ts), skip);
     last_loss_ = loss;

@@ -1,0 +1,77 @@
+// One data-parallel optimizer step, shared by the trainer (src/train) and the
+// step benchmark (benchmarks/step), so what is timed is what trains.
+//
+// Owns, for a model whose trainable parameters are already in place (LoRA
+// enabled, device and dtype set): FlatParameters over the trainable
+// parameters, GradientSync (ZeRO 0/1/2) and AdamW. Construction broadcasts
+// rank 0's trainable values so every rank starts equal, as DDP does.
+// A step is ForwardBackward (micro-batches; the caller supplies the GLOBAL
+// supervised-token count, see loss.h) followed by Update (clip, skip a
+// non-finite step on every rank, AdamW, ZeRO gather, zero the gradients).
+// Also: the model-FLOPs count of a training step, used for MFU and GFLOP/s.
+// Thread-safety: training thread only.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <vector>
+
+#include "dfar/dist/communicator.h"
+#include "dfar/model/decoder.h"
+#include "dfar/train/flat_params.h"
+#include "dfar/train/grad_sync.h"
+#include "dfar/train/loss.h"
+#include "dfar/train/optimizer.h"
+
+namespace dfar {
+
+struct StepEngineOptions {
+  int zero = 0;           // ZeRO stage 0, 1 or 2.
+  double bucket_mb = 32;  // Gradient bucket size.
+  AdamWOptions adamw;
+};
+
+struct StepResult {
+  double grad_norm = 0;  // Global, pre-clip; identical on every rank.
+  bool skipped = false;  // Non-finite loss or norm: no update on any rank.
+};
+
+class StepEngine {
+ public:
+  // `tensors` reduces gradients and parameters (NCCL for CUDA parameters);
+  // `host` reduces scalars. They may be the same communicator.
+  StepEngine(Decoder decoder, Communicator& host, Communicator& tensors, const StepEngineOptions& options);
+
+  // Forward and backward of each micro-batch with loss = CE sum /
+  // global_supervised; the last one's backward overlaps the gradient
+  // collectives. Returns the global mean loss (before this step's update).
+  // `poison` makes the loss NaN (fault injection for the non-finite guard).
+  double ForwardBackward(const std::vector<BatchTensors>& micro, double global_supervised, bool poison = false);
+  // Clips to grad_clip (0 = off), then AdamW at lr unless the loss or the
+  // norm is non-finite; gathers ZeRO parts; zeroes the gradients.
+  StepResult Update(double loss, double lr, double grad_clip);
+
+  FlatParameters& flat() { return *flat_; }
+  AdamW& optimizer() { return *optim_; }
+  int64_t trainable() const { return flat_->logical_numel(); }
+
+ private:
+  Decoder decoder_;
+  Communicator& host_;
+  int zero_;
+  std::unique_ptr<FlatParameters> flat_;
+  std::unique_ptr<GradientSync> sync_;  // Declared after flat_: destroyed first.
+  std::unique_ptr<AdamW> optim_;
+};
+
+// Model FLOPs of training on one row of `seq` tokens, per token:
+//   2 per weight for the forward matmuls, 2 more for input gradients, 2 more
+//   for weight gradients of trainable weights (LoRA adapters included), plus
+//   attention scores and values (12 L h T: QK^T and AV, forward and both
+//   gradients). Activation checkpointing adds one forward (2 N + 4 L h T).
+// Weights counted: every projection and the LM head (the embedding matrix
+// when tied), not the embedding lookup or norms.
+double TrainFlopsPerToken(Decoder& decoder, int64_t seq, bool activation_checkpointing);
+
+}  // namespace dfar
