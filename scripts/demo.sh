@@ -15,11 +15,14 @@ model=${DFAR_MODEL:-${DFAR_CACHE:-.cache}/models/smollm2-135m-instruct.gguf}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OMPI_MCA_mpi_yield_when_idle=1
 mpi=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS -x OMPI_MCA_mpi_yield_when_idle -np "$np")
 
-if [ "${DFAR_DEMO_SCALE:-small}" = full ]; then
-  train_rows=0 steps=0 epochs=10 test_rows=0 seq=512 new_l=8 new_lr=160 dtype=auto
-else
-  train_rows=336 steps=40 epochs=1 test_rows=64 seq=160 new_l=8 new_lr=40 dtype=bf16
-fi
+case "${DFAR_DEMO_SCALE:-small}" in
+  full) train_rows=0 steps=0 epochs=10 test_rows=0 seq=512 new_l=8 new_lr=160 dtype=auto ;;
+  small) train_rows=640 steps=80 epochs=1 test_rows=250 seq=160 new_l=8 new_lr=40 dtype=bf16 ;;
+  *) echo "demo: DFAR_DEMO_SCALE must be small or full, not '$DFAR_DEMO_SCALE'" >&2; exit 2 ;;
+esac
+# Single knobs override the scale: rows (0 = all), steps (0 = epochs), test rows (0 = all 500).
+train_rows=${DFAR_DEMO_TRAIN_ROWS:-$train_rows} steps=${DFAR_DEMO_STEPS:-$steps}
+test_rows=${DFAR_DEMO_TEST_ROWS:-$test_rows}
 [ -s "$model" ] || { echo "demo: $model is missing (run: make deps)" >&2; exit 1; }
 
 cat <<PLAN

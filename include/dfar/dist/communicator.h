@@ -57,15 +57,20 @@ class Communicator {
   virtual std::shared_ptr<Work> BroadcastAsync(void* buf, size_t count, DType dtype, int root) = 0;
   virtual void Barrier() = 0;
 
-  // Blocking conveniences.
-  void AllReduce(void* buf, size_t count, DType dtype, ReduceOp op) { AllReduceAsync(buf, count, dtype, op)->Wait(); }
-  void AllGather(const void* send, void* recv, size_t count, DType dtype) {
+  // Blocking forms: the async call, then Wait(). A backend may override them
+  // with a faster path (MPI runs them on the calling thread when idle).
+  virtual void AllReduce(void* buf, size_t count, DType dtype, ReduceOp op) {
+    AllReduceAsync(buf, count, dtype, op)->Wait();
+  }
+  virtual void AllGather(const void* send, void* recv, size_t count, DType dtype) {
     AllGatherAsync(send, recv, count, dtype)->Wait();
   }
-  void ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
+  virtual void ReduceScatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
     ReduceScatterAsync(send, recv, count, dtype, op)->Wait();
   }
-  void Broadcast(void* buf, size_t count, DType dtype, int root) { BroadcastAsync(buf, count, dtype, root)->Wait(); }
+  virtual void Broadcast(void* buf, size_t count, DType dtype, int root) {
+    BroadcastAsync(buf, count, dtype, root)->Wait();
+  }
 
   // Gathers variable-length byte strings to every rank (in rank order).
   std::vector<std::string> AllGatherBytes(const std::string& mine);
