@@ -30,18 +30,18 @@ cat <<PLAN
 dfar demo: a SMALL version of "Beyond Labels" (not the full experiment)
   model      SmolLM2-135M-Instruct (GGUF Q4_1, dequantised) + LoRA r=16
   ranks      $np MPI ranks x $OMP_NUM_THREADS thread(s), CPU, compute dtype $dtype
-  train      first $train_rows DFAR train rows (0 = all), $steps steps (0 = $epochs epochs) per objective
+  train      $train_rows DFAR train rows spread over the file (0 = all), $steps steps (0 = $epochs epochs) per objective
   sequence   $seq tokens; global batch $((np * 4)) examples
-  test       first $test_rows DFAR test rows (0 = all 500), greedy generation
+  test       $test_rows DFAR test rows spread over the file (0 = all 500), greedy generation
   outputs    $out/
 Scale up: DFAR_DEMO_SCALE=full make demo
 ================================================================================
 PLAN
 
 start=$(date +%s)
-overrides=(data.limit="$train_rows" train.max_steps="$steps" train.epochs="$epochs" prompt.max_seq_len="$seq"
+overrides=(data.limit="$train_rows" data.subset=stride train.max_steps="$steps" train.epochs="$epochs" prompt.max_seq_len="$seq"
            model.dtype="$dtype" model.path="$model")
-evals=(eval.limit="$test_rows" eval.mode=generate prompt.max_seq_len=1024)
+evals=(eval.limit="$test_rows" eval.subset=stride eval.mode=generate prompt.max_seq_len=1024)
 
 latest() { echo "$1/checkpoints/$(tr -d '\n' < "$1/checkpoints/latest")"; }
 

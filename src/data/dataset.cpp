@@ -178,12 +178,19 @@ std::vector<Example> LoadExamples(const std::string& path, const DataConfig& spe
   const Columns cols = ResolveColumns(table, spec);
   DFAR_CHECK(!table.rows.empty(), path, ": has a header but no data rows");
 
-  size_t count = table.rows.size();
-  if (spec.limit > 0 && static_cast<size_t>(spec.limit) < count) count = static_cast<size_t>(spec.limit);
   std::vector<Example> examples;
-  examples.reserve(count);
-  for (size_t row = 0; row < count; ++row) examples.push_back(MapRow(table, row, cols, spec));
+  for (size_t row : SubsetRows(table.rows.size(), spec.limit, spec.subset))
+    examples.push_back(MapRow(table, row, cols, spec));
   return examples;
+}
+
+std::vector<size_t> SubsetRows(size_t total, int64_t limit, const std::string& subset) {
+  DFAR_CHECK(subset == "head" || subset == "stride", "subset must be head or stride, got '", subset, "'");
+  DFAR_CHECK(limit >= 0, "limit must be >= 0 (0 = all rows), got ", limit);
+  const size_t n = limit > 0 && static_cast<size_t>(limit) < total ? static_cast<size_t>(limit) : total;
+  std::vector<size_t> rows(n);
+  for (size_t i = 0; i < n; ++i) rows[i] = subset == "head" || n == total ? i : i * total / n;
+  return rows;
 }
 
 TrainValSplit HoldOutValidation(const std::vector<Example>& all, double fraction, uint64_t seed) {

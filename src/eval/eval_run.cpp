@@ -28,10 +28,12 @@ bool HasUnmergedLora(Decoder& decoder) {
 
 std::vector<Example> LoadTestExamples(const Config& config) {
   DFAR_CHECK(!config.data.test.empty(), "data.test is empty: name the evaluation CSV (--data or data.test=...)");
-  std::vector<Example> examples = LoadExamples(config.data.test, config.data);
-  const int64_t limit = config.eval.limit;
-  DFAR_CHECK(limit >= 0, "eval.limit must be >= 0, got ", limit);
-  if (limit > 0 && static_cast<int64_t>(examples.size()) > limit) examples.resize(static_cast<size_t>(limit));
+  // data.limit is for training rows: the test file is read whole, then cut by eval.limit.
+  DataConfig spec = config.data;
+  spec.limit = 0;
+  const std::vector<Example> all = LoadExamples(config.data.test, spec);
+  std::vector<Example> examples;
+  for (size_t i : SubsetRows(all.size(), config.eval.limit, config.eval.subset)) examples.push_back(all[i]);
   DFAR_CHECK(!examples.empty(), config.data.test, ": no examples to evaluate");
   return examples;
 }
@@ -50,6 +52,7 @@ ReportInfo MakeInfo(const Config& config, const std::string& model_path, const s
   info.batch_size = config.eval.batch_size;
   info.max_new_tokens = config.eval.max_new_tokens;
   info.limit = config.eval.limit;
+  info.subset = config.eval.subset;
   return info;
 }
 

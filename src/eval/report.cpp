@@ -99,17 +99,12 @@ MarProxy MarFromJson(const nlohmann::json& j) {
 }
 
 nlohmann::json InfoToJson(const ReportInfo& i) {
-  return {{"model", i.model},
-          {"checkpoint", i.checkpoint},
-          {"objective", i.objective},
-          {"template", i.template_name},
-          {"data", i.data_file},
-          {"mode", i.mode},
-          {"world_size", i.world_size},
-          {"backend", i.backend},
-          {"batch_size", i.batch_size},
-          {"max_new_tokens", i.max_new_tokens},
-          {"limit", i.limit}};
+  return {{"model", i.model},           {"checkpoint", i.checkpoint},
+          {"objective", i.objective},   {"template", i.template_name},
+          {"data", i.data_file},        {"mode", i.mode},
+          {"world_size", i.world_size}, {"backend", i.backend},
+          {"batch_size", i.batch_size}, {"max_new_tokens", i.max_new_tokens},
+          {"limit", i.limit},           {"subset", i.subset}};
 }
 
 ReportInfo InfoFromJson(const nlohmann::json& j) {
@@ -125,6 +120,7 @@ ReportInfo InfoFromJson(const nlohmann::json& j) {
   i.batch_size = j.at("batch_size").get<int64_t>();
   i.max_new_tokens = j.at("max_new_tokens").get<int64_t>();
   i.limit = j.at("limit").get<int64_t>();
+  i.subset = j.value("subset", std::string("head"));  // Reports before eval.subset existed.
   return i;
 }
 

@@ -143,6 +143,24 @@ TEST(DatasetLoad, Limit) {
   ExpectError([&] { LoadExamples(kSample, spec); }, {"data.limit"});
 }
 
+TEST(DatasetLoad, StrideSubsetSpreadsRowsOverTheFile) {
+  DataConfig spec;
+  spec.limit = 3;
+  spec.subset = "stride";
+  EXPECT_EQ(Indices(LoadExamples(kSample, spec)), (std::vector<int64_t>{0, 2, 5}));  // floor(i * 8 / 3).
+  spec.limit = 100;
+  EXPECT_EQ(LoadExamples(kSample, spec).size(), 8u);
+}
+
+TEST(SubsetRows, HeadStrideAndErrors) {
+  EXPECT_EQ(SubsetRows(10, 4, "head"), (std::vector<size_t>{0, 1, 2, 3}));
+  EXPECT_EQ(SubsetRows(10, 4, "stride"), (std::vector<size_t>{0, 2, 5, 7}));
+  EXPECT_EQ(SubsetRows(4500, 640, "stride").back(), 4492u);  // Reaches the file's last section.
+  EXPECT_EQ(SubsetRows(3, 0, "stride"), (std::vector<size_t>{0, 1, 2}));
+  EXPECT_EQ(SubsetRows(3, 5, "stride"), (std::vector<size_t>{0, 1, 2}));
+  ExpectError([] { SubsetRows(3, 1, "random"); }, {"subset", "random"});
+}
+
 TEST(DatasetLoad, ConfigAndContentErrors) {
   DataConfig spec;
   const std::string path = TempCsv("Statement,Label,Reason\n\"  \",0,r\n");

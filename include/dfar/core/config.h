@@ -44,7 +44,8 @@ struct DataConfig {
   std::vector<std::string> unethical_values = {"1"};
   double label_threshold = 0.5;  // Used by label_rule=threshold.
   double val_fraction = 0.1;     // Held out of train for eval loss; 0 disables.
-  int64_t limit = 0;             // Use only the first N rows (0 = all); for smoke runs.
+  int64_t limit = 0;             // Use only N rows (0 = all); for smoke runs and demos.
+  std::string subset = "head";   // Which N rows: head = the first N; stride = N spread evenly over the file.
 };
 
 // How an example becomes a token sequence.
@@ -117,7 +118,8 @@ struct CheckpointConfig {
 
 struct EvalConfig {
   std::string mode = "generate";  // generate: greedy decoding + verdict parsing; likelihood: compare label log-probs.
-  int64_t limit = 0;              // Evaluate the first N test examples (0: all).
+  int64_t limit = 0;              // Evaluate N test examples (0: all).
+  std::string subset = "head";    // Which N: head = the first N; stride = N spread evenly over the file.
   int64_t batch_size = 8;         // Prompts decoded together per rank.
   int64_t max_new_tokens = 96;    // Generation budget (L+R reasons need room).
   std::string out_dir;            // Reports go here (default: <run.dir>/eval).

@@ -18,9 +18,15 @@
 
 namespace dfar {
 
-// Reads `path` and maps every data row to an Example. data.limit > 0 keeps the
-// first `limit` rows only.
+// Reads `path` and maps every data row to an Example. data.limit > 0 keeps
+// `limit` rows, chosen by data.subset (see SubsetRows).
 std::vector<Example> LoadExamples(const std::string& path, const DataConfig& spec);
+
+// The rows (ascending) that `limit` of `total` keeps: "head" the first
+// `limit`, "stride" rows floor(i * total / limit), i < limit, spread evenly
+// over the file (DFAR's files are grouped by source, so a head is one kind of
+// statement only). limit 0 or >= total keeps all.
+std::vector<size_t> SubsetRows(size_t total, int64_t limit, const std::string& subset);
 
 struct TrainValSplit {
   std::vector<Example> train;

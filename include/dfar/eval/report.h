@@ -43,6 +43,7 @@ struct ReportInfo {
   int64_t batch_size = 0;
   int64_t max_new_tokens = 0;
   int64_t limit = 0;
+  std::string subset = "head";  // Which `limit` examples (eval.subset).
 };
 
 struct EvalReport {
