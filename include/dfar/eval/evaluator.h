@@ -58,7 +58,7 @@ std::string EvalOutDir(const Config& config);
 // shared among the node's ranks).
 void PlaceForEval(PretrainedModel& model, const Config& config, const World& world);
 
-// Collective: loads data.test (first eval.limit rows), Evaluate, builds the
+// Collective: loads data.test (eval.limit rows chosen by eval.subset), Evaluate, builds the
 // report; rank 0 writes it (report.h) into EvalOutDir. Returns the report on
 // every rank. `model_path` / `checkpoint` only label the report.
 EvalReport RunEvaluation(PretrainedModel& model, const Config& config, const std::string& model_path,
