@@ -375,11 +375,15 @@ class MpiCommunicator : public Communicator {
       return;
     }
     const std::exception_ptr error = Run(call);
+    bool queued_behind = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       busy_ = false;
+      queued_behind = !queue_.empty();
     }
-    cv_.notify_all();  // The progress thread may have ops queued behind this one.
+    // Wake the progress thread only for ops queued behind this one: a wake-up
+    // per call would cost a context switch per small collective.
+    if (queued_behind) cv_.notify_all();
     if (error) std::rethrow_exception(error);
   }
 
