@@ -87,8 +87,9 @@ class Communicator {
 std::unique_ptr<Communicator> MakeSingleCommunicator();
 
 // MPI backend over MPI_COMM_WORLD for host buffers. Initialises MPI on first
-// use (and finalises at exit). A dedicated progress thread owns every MPI
-// call, so async collectives really run while the caller computes.
+// use (and finalises at exit). A dedicated progress thread makes the async
+// calls, so they really run while the caller computes; blocking calls run
+// on the caller's thread when nothing is queued. Issue order is kept.
 std::unique_ptr<Communicator> MakeMpiCommunicator();
 
 // True if the process was started by an MPI launcher (or srun) with size > 1.
