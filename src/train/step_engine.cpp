@@ -48,38 +48,30 @@ StepResult StepEngine::Update(double loss, double lr, double grad_clip) {
   return r;
 }
 
-namespace {
-
-// Weights that take part in matmuls, split by whether they train.
-struct MatmulWeights {
-  double frozen = 0, trainable = 0;
-};
-
-MatmulWeights CountMatmulWeights(Decoder& decoder) {
-  MatmulWeights n;
+TrainFlopCounter::TrainFlopCounter(Decoder& decoder) {
   for (const auto& p : decoder->named_parameters()) {
     const std::string& name = p.key();
     const bool matmul = name.find("norm") == std::string::npos && name.find(".bias") == std::string::npos &&
                         name.rfind("embed.", 0) != 0;
-    if (!matmul) continue;
-    (p.value().requires_grad() ? n.trainable : n.frozen) += static_cast<double>(p.value().numel());
+    if (matmul) (p.value().requires_grad() ? trainable_ : frozen_) += static_cast<double>(p.value().numel());
   }
   if (decoder->config().tie_embeddings) {
     const auto& w = decoder->embed->weight;
-    (w.requires_grad() ? n.trainable : n.frozen) += static_cast<double>(w.numel());
+    (w.requires_grad() ? trainable_ : frozen_) += static_cast<double>(w.numel());
   }
-  return n;
+  const auto& c = decoder->config();
+  layers_x_hidden_ = static_cast<double>(c.num_layers * c.hidden_size);
 }
 
-}  // namespace
+double TrainFlopCounter::PerToken(int64_t seq, bool activation_checkpointing) const {
+  const double attention_fwd = 4.0 * layers_x_hidden_ * static_cast<double>(seq);
+  double flops = 4.0 * frozen_ + 6.0 * trainable_ + 3.0 * attention_fwd;
+  if (activation_checkpointing) flops += 2.0 * (frozen_ + trainable_) + attention_fwd;
+  return flops;
+}
 
 double TrainFlopsPerToken(Decoder& decoder, int64_t seq, bool activation_checkpointing) {
-  const MatmulWeights n = CountMatmulWeights(decoder);
-  const auto& c = decoder->config();
-  const double attention_fwd = 4.0 * static_cast<double>(c.num_layers * c.hidden_size * seq);
-  double flops = 4.0 * n.frozen + 6.0 * n.trainable + 3.0 * attention_fwd;
-  if (activation_checkpointing) flops += 2.0 * (n.frozen + n.trainable) + attention_fwd;
-  return flops;
+  return TrainFlopCounter(decoder).PerToken(seq, activation_checkpointing);
 }
 
 }  // namespace dfar

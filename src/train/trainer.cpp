@@ -135,7 +135,8 @@ class Trainer {
   Communicator& comm_;
   std::unique_ptr<Communicator> device_comm_;  // NCCL, when parameters live on a CUDA device.
   torch::Device device_{torch::kCPU};
-  double step_flops_ = 0;  // Model FLOPs of the last step on this rank, for MFU (CUDA only).
+  double step_flops_ = 0;                    // Model FLOPs of the last step on this rank, for MFU (CUDA only).
+  std::unique_ptr<TrainFlopCounter> flops_;  // Set on CUDA only.
   double peak_memory_bytes_ = 0;
   PretrainedModel model_;
   Dataset data_;
@@ -200,6 +201,7 @@ void Trainer::BuildOptimizer() {
   o.bucket_mb = config_.dist.bucket_mb;
   o.adamw.weight_decay = config_.train.weight_decay;
   engine_ = std::make_unique<StepEngine>(model_.decoder, comm_, TensorComm(), o);
+  if (device_.is_cuda()) flops_ = std::make_unique<TrainFlopCounter>(model_.decoder);
   schedule_ = MakeSchedule(config_.train.schedule, config_.train.lr, TotalSteps(), config_.train.warmup_ratio);
   spdlog::info("trainable parameters: {} in {} buckets; optimizer state {:.1f} MB on this rank (ZeRO {})",
                engine_->trainable(), engine_->flat().buckets().size(), engine_->optimizer().state_bytes() / 1e6,
@@ -264,10 +266,9 @@ double Trainer::TrainStep(int64_t step, double* tokens) {
     counts[0] += static_cast<double>(b.supervised_tokens);
     counts[1] += static_cast<double>(b.real_tokens);
     micro.push_back(ToTensors(b, config_.prompt.pack, device_));
-    if (device_.is_cuda())
-      step_flops_ +=
-          static_cast<double>(b.real_tokens) *
-          TrainFlopsPerToken(model_.decoder, micro.back().input_ids.size(1), config_.model.activation_checkpointing);
+    if (flops_)
+      step_flops_ += static_cast<double>(b.real_tokens) *
+                     flops_->PerToken(micro.back().input_ids.size(1), config_.model.activation_checkpointing);
   }
   comm_.AllReduce(counts, 2, DType::kFloat64, ReduceOp::kSum);
   DFAR_CHECK(counts[0] > 0, "step ", step, " has no supervised tokens on any rank");

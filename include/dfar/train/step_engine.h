@@ -72,6 +72,16 @@ class StepEngine {
 //   gradients). Activation checkpointing adds one forward (2 N + 4 L h T).
 // Weights counted: every projection and the LM head (the embedding matrix
 // when tied), not the embedding lookup or norms.
+// TrainFlopCounter counts the weights once, for per-step use on a hot path.
+class TrainFlopCounter {
+ public:
+  explicit TrainFlopCounter(Decoder& decoder);
+  double PerToken(int64_t seq, bool activation_checkpointing) const;
+
+ private:
+  double frozen_ = 0, trainable_ = 0;  // Matmul weights.
+  double layers_x_hidden_ = 0;
+};
 double TrainFlopsPerToken(Decoder& decoder, int64_t seq, bool activation_checkpointing);
 
 }  // namespace dfar
