@@ -51,7 +51,7 @@ def md_table(rows, columns=None):
 
 def meta_line(data):
     m = data["meta"]
-    keys = ["cpu", "hardware_threads", "omp_num_threads", "ranks", "libtorch", "torch", "mpi", "git_commit"]
+    keys = ["cpu", "cpu_flags", "hardware_threads", "omp_num_threads", "ranks", "libtorch", "torch", "mpi", "git_commit"]
     return "`" + "; ".join("%s=%s" % (k, m[k]) for k in keys if k in m) + "`"
 
 

@@ -2,7 +2,7 @@
 // the typed getters and every tensor through Dequantize, so that a count or
 // offset the validation let through shows up as an overread or a huge
 // allocation.
-#include "dfar/model/gguf.h"
+#include "dfar/weights/gguf.h"
 #include "fuzz_common.h"
 
 namespace {

@@ -1,7 +1,7 @@
 // SafetensorsFile::FromBytes (8-byte header length + JSON header) on
 // arbitrary bytes; every tensor it accepts is then read whole, so that an
 // offset the header check let through shows up as an ASan overread.
-#include "dfar/model/safetensors.h"
+#include "dfar/weights/safetensors.h"
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -3,12 +3,12 @@
 #
 # How ranks find their GPU: dfar binds itself. Each rank reads its local rank
 # from the launcher (OMPI_COMM_WORLD_LOCAL_RANK under mpirun, SLURM_LOCALID
-# under srun, LOCAL_RANK under torchrun) and takes CUDA device k = local rank
-# k of the devices it can see (src/core/world.cpp). So launchers must NOT bind
-# one GPU per task (no --gpus-per-task / --gpu-bind=single, no per-rank
-# CUDA_VISIBLE_DEVICES): every rank on a host sees the same device list.
-# CUDA_VISIBLE_DEVICES set for the whole job (e.g. "2,3") is passed through,
-# and then local rank k uses the k-th device of that list.
+# under srun, LOCAL_RANK under torchrun) and takes CUDA device
+# (local rank mod visible devices) (src/runtime/placement.cpp; `dfar config
+# device` prints it). Both launch styles work: every rank seeing all GPUs
+# (local rank k takes cuda:k), and one GPU per rank (--gpus-per-task=1, a
+# per-rank CUDA_VISIBLE_DEVICES, one GPU per pod: every rank takes cuda:0).
+# CUDA_VISIBLE_DEVICES set for the whole job (e.g. "2,3") is passed through.
 #
 # Environment read here (all optional):
 #   NP              ranks (default 1)
@@ -158,24 +158,14 @@ dfar_checkpoint_exists() {
   [ -f "$1/checkpoints/latest" ]
 }
 
-# dfar_latest_checkpoint RUN_DIR: prints the newest checkpoint directory, as
-# `latest` names it (a step directory name or a path); with no usable `latest`,
-# the highest step-* directory holding an index.json. Fails if there is none.
+# dfar_latest_checkpoint RUN_DIR: prints the newest complete checkpoint
+# directory. The binary owns the rule (`dfar ckpt latest`: `latest` when it
+# names a complete step dir, else the highest complete step-*); fails if
+# there is none or the binary is not built.
 dfar_latest_checkpoint() {
-  local root=$1/checkpoints name dir
-  if [ -f "$root/latest" ]; then
-    name=$(tr -d '[:space:]' <"$root/latest")
-    for dir in "$name" "$root/$name"; do
-      if [ -n "$name" ] && [ -f "$dir/index.json" ]; then
-        echo "$dir"
-        return 0
-      fi
-    done
-  fi
-  dir=$(find "$root" -mindepth 2 -maxdepth 2 -name index.json -path '*/step-*' 2>/dev/null |
-    grep -v '\.tmp/' | sort | tail -n 1)
-  [ -n "$dir" ] || return 1
-  dirname "$dir"
+  local bin=${DFAR_BIN:-${DFAR:-build/bin/dfar}}
+  [ -x "$bin" ] || dfar_die 2 "'$bin' is not an executable (build it, or set DFAR): it finds the latest checkpoint"
+  "$bin" ckpt latest "$1" 2>/dev/null
 }
 
 # dfar_has_arg WORD ARGS...: true when WORD is one of ARGS.
@@ -286,19 +276,21 @@ dfar_print_topology() {
   forced=$(dfar_device_override "$@")
   echo "topology: $DFAR_NP rank(s), $threads thread(s) each, $gpus GPU(s) per host"
   printf '  %-5s %-32s %-10s %-8s %s\n' rank host local_rank device threads
+  # The binary owns the device rule (`dfar config device`): one call for all ranks.
+  local -a devices=()
+  if [ -x "$DFAR_BIN" ]; then
+    mapfile -t devices < <("$DFAR_BIN" config device --device "${forced:-auto}" --gpus "$gpus" \
+      "${DFAR_RANK_LOCAL[@]:0:DFAR_NP}" 2>/dev/null)
+  fi
   for ((r = 0; r < DFAR_NP; r++)); do
     local_rank=${DFAR_RANK_LOCAL[r]}
-    if [ "$forced" = cpu ] || { [ "$gpus" -eq 0 ] && [ "$forced" != cuda ]; }; then
-      device=cpu
-    elif [ "$local_rank" -lt "$gpus" ]; then
-      device=cuda:$local_rank
-    else
-      device="NONE"
-    fi
+    device=${devices[r]:-"?"}
     printf '  %-5s %-32s %-10s %-8s %s\n' "$r" "${DFAR_RANK_HOST[r]}" "$local_rank" "$device" "$threads"
   done
+  [ -x "$DFAR_BIN" ] || echo "note: devices show as ? until $DFAR_BIN is built (it owns the device rule)"
+  [ -x "$DFAR_BIN" ] && [ ${#devices[@]} -eq 0 ] && echo "warning: no device for model.device=${forced:-auto} with $gpus GPU(s) per host"
   if [ "$gpus" -gt 0 ] && [ "$forced" != cpu ] && [ "$DFAR_RANKS_PER_HOST" -gt "$gpus" ]; then
-    echo "warning: $DFAR_RANKS_PER_HOST rank(s) on a host but $gpus GPU(s): dfar refuses a rank without a GPU (lower NP or slots, or add model.device=cpu)"
+    echo "warning: $DFAR_RANKS_PER_HOST rank(s) on a host but $gpus GPU(s): ranks share GPUs (local rank k takes cuda:(k mod $gpus)); lower NP or slots, or add model.device=cpu"
   fi
   if [ -n "${HOSTFILE:-}" ] && [ -z "${GPUS_PER_HOST:-}" ]; then
     echo "note: GPU counts of other hosts are assumed equal to this host's (set GPUS_PER_HOST to show another)"

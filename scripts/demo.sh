@@ -19,7 +19,7 @@ mpi=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS -x OMPI_MCA_m
 
 case "${DFAR_DEMO_SCALE:-small}" in
   full) train_rows=0 steps=0 epochs=10 test_rows=0 seq=512 new_l=8 new_lr=160 dtype=auto ;;
-  small) train_rows=640 steps=80 epochs=1 test_rows=250 seq=160 new_l=8 new_lr=40 dtype=bf16 ;;
+  small) train_rows=640 steps=80 epochs=1 test_rows=250 seq=160 new_l=8 new_lr=40 dtype=auto ;;
   *) echo "demo: DFAR_DEMO_SCALE must be small or full, not '$DFAR_DEMO_SCALE'" >&2; exit 2 ;;
 esac
 # Single knobs override the scale: rows (0 = all), steps (0 = epochs), test rows (0 = all 500).
@@ -31,7 +31,8 @@ cat <<PLAN
 ================================================================================
 dfar demo: a SMALL version of "Beyond Labels" (not the full experiment)
   model      SmolLM2-135M-Instruct (GGUF Q4_1, dequantised) + LoRA r=16
-  ranks      $np MPI ranks x $OMP_NUM_THREADS thread(s), CPU, compute dtype $dtype
+  ranks      $np MPI ranks x $OMP_NUM_THREADS thread(s), CPU, compute dtype $dtype (auto: bf16 only where
+             a probe GEMM shows it faster on this CPU; each run prints its choice and why)
   train      $train_rows DFAR train rows spread over the file (0 = all), $steps steps (0 = $epochs epochs) per objective
   sequence   $seq tokens; global batch $((np * 4)) examples
   test       $test_rows DFAR test rows spread over the file (0 = all 500), greedy generation

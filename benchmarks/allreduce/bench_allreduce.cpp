@@ -18,7 +18,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 #include "harness.h"
 
 namespace {

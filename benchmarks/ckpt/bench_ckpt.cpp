@@ -157,7 +157,7 @@ int main(int argc, char** argv) {
   const fs::path dd_file = dir / ("dd-" + rank_tag), torch_file = dir / ("torch-" + rank_tag + ".pt");
 
   // --- save ---------------------------------------------------------------
-  dfar::CheckpointWriter writer(root.string(), *comm, dfar::SaveOptions{/*keep_last=*/1, false, {}});
+  dfar::CheckpointWriter writer(root.string(), *comm, dfar::SaveOptions{/*keep_last=*/1, false});
   std::vector<double> t_save, t_dd, t_torch;
   std::string last_dir;
   for (int r = 0; r < reps; ++r) {
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
   const double read_bytes = static_cast<double>(s.flat->logical_numel()) * 4 + 2.0 * s.optim->exp_avg().numel() * 4;
 
   // --- async --------------------------------------------------------------
-  dfar::CheckpointWriter async_writer((dir / "async").string(), *comm, dfar::SaveOptions{1, true, {}});
+  dfar::CheckpointWriter async_writer((dir / "async").string(), *comm, dfar::SaveOptions{1, true});
   std::vector<double> t_block;
   std::string async_dir;
   for (int r = 0; r < reps; ++r) {

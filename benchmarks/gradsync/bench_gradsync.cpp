@@ -34,10 +34,10 @@
 #include <string>
 #include <vector>
 
+#include "dfar/comm/communicator.h"
 #include "dfar/core/config.h"
 #include "dfar/core/error.h"
 #include "dfar/data/collate.h"
-#include "dfar/dist/communicator.h"
 #include "dfar/model/pretrained.h"
 #include "dfar/train/flat_params.h"
 #include "dfar/train/grad_sync.h"

@@ -69,6 +69,7 @@ Report::Report(std::string bench, const Args& args, int rank, int ranks)
   meta_["bench"] = bench_;
   meta_["host"] = HostName();
   meta_["cpu"] = CpuModel();
+  meta_["cpu_flags"] = CpuFlags();
   meta_["hardware_threads"] = std::thread::hardware_concurrency();
   const char* omp = std::getenv("OMP_NUM_THREADS");
   meta_["omp_num_threads"] = omp ? omp : "unset";
@@ -195,6 +196,24 @@ std::string CpuModel() {
       auto colon = line.find(':');
       if (colon != std::string::npos) return line.substr(colon + 2);
     }
+  }
+  return "unknown";
+}
+
+// The flags that decide which figures hold where: bf16 is fast only with
+// avx512_bf16 or amx_bf16; fp32 GEMMs differ between avx2 and avx512f.
+std::string CpuFlags() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::string out;
+    for (const char* flag : {" avx2 ", " avx512f ", " avx512_bf16 ", " amx_bf16 "}) {
+      if ((line + " ").find(flag) == std::string::npos) continue;
+      if (!out.empty()) out += " ";
+      out += std::string(flag).substr(1, std::string(flag).size() - 2);
+    }
+    return out.empty() ? "none of avx2/avx512f/avx512_bf16/amx_bf16" : out;
   }
   return "unknown";
 }

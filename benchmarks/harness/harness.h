@@ -87,5 +87,7 @@ double Median(std::vector<double> xs);
 // Host facts for the metadata block.
 std::string HostName();
 std::string CpuModel();
+// avx2 / avx512f / avx512_bf16 / amx_bf16, those present (from /proc/cpuinfo).
+std::string CpuFlags();
 
 }  // namespace dfar::bench

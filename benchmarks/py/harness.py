@@ -24,6 +24,20 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def cpu_flags():
+    """avx2 / avx512f / avx512_bf16 / amx_bf16, those present (as the C++ harness says)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    found = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in have]
+                    return " ".join(found) or "none of avx2/avx512f/avx512_bf16/amx_bf16"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def base_parser(description):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", help="write the results to this JSON file")
@@ -39,6 +53,7 @@ class Report:
             "bench": bench,
             "host": socket.gethostname(),
             "cpu": cpu_model(),
+            "cpu_flags": cpu_flags(),
             "hardware_threads": os.cpu_count(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
             "ranks": 1,

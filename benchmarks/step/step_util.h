@@ -13,7 +13,7 @@
 #include <memory>
 #include <string>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 #include "dfar/model/pretrained.h"
 #include "dfar/train/loss.h"
 #include "dfar/train/step_engine.h"

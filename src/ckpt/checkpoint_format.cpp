@@ -309,49 +309,5 @@ int64_t FileSize(const std::string& path) {
   return static_cast<int64_t>(st.st_size);
 }
 
-namespace {
-void FsyncPath(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  DFAR_CHECK(fd >= 0, "cannot open ", path, " to fsync it: ", std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  DFAR_CHECK(rc == 0, "fsync of ", path, " failed: ", std::strerror(err));
-}
-}  // namespace
-
-void FsyncFile(const std::string& path) {
-  FsyncPath(path, O_RDONLY);
-}
-
-void FsyncDir(const std::string& path) {
-  FsyncPath(path, O_RDONLY | O_DIRECTORY);
-}
-
-void WriteFileDurably(const std::string& path, const std::string& contents) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  DFAR_CHECK(fd >= 0, "cannot create ", path, ": ", std::strerror(errno));
-  size_t done = 0;
-  while (done < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      DFAR_THROW("cannot write ", path, ": ", std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  const int close_rc = ::close(fd);
-  DFAR_CHECK(rc == 0, "fsync of ", path, " failed: ", std::strerror(err));
-  DFAR_CHECK(close_rc == 0, "closing ", path, " failed: ", std::strerror(errno));
-}
-
-void RenameOrThrow(const std::string& from, const std::string& to) {
-  DFAR_CHECK(::rename(from.c_str(), to.c_str()) == 0, "cannot rename ", from, " to ", to, ": ", std::strerror(errno));
-}
-
 }  // namespace ckpt
 }  // namespace dfar

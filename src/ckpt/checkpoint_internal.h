@@ -55,11 +55,6 @@ nlohmann::json ParseIndexText(const std::string& text, const std::string& where)
 bool IsRegularFile(const std::string& path);
 bool IsDirectory(const std::string& path);
 int64_t FileSize(const std::string& path);  // -1 if it cannot be stat'ed.
-// Durability: fsync a file or a directory (so a rename in it is on disk).
-void FsyncFile(const std::string& path);
-void FsyncDir(const std::string& path);
-// Creates or truncates `path`, writes `contents` and fsyncs it.
-void WriteFileDurably(const std::string& path, const std::string& contents);
-void RenameOrThrow(const std::string& from, const std::string& to);
+// Durable writes, renames and fsyncs: dfar/core/file_util.h.
 
 }  // namespace dfar::ckpt

@@ -5,14 +5,16 @@
 //     one of the same step), and all ranks agree it worked before anyone
 //     writes, so no rank writes into a directory rank 0 is still cleaning.
 //  2. Each rank writes its shard and fsyncs it (in a background thread when
-//     async). The after_shard_written hook fires here.
+//     async). A fault injected at that fsync (the file-system seam) is a
+//     crash after the shard was written.
 //  3. Gather (collective): every rank sends its chunk records, rank_meta and
 //     error, if any. This is the barrier of the protocol: past it, every
 //     shard is durable. Any rank's error makes every rank throw the same
 //     message, so no rank is left waiting in a collective.
 //  4. Rank 0 builds the index, validates it with the reader's own checks
 //     (chunks must tile every tensor), writes and fsyncs index.json, fsyncs
-//     the tmp dir, fires before_rename, renames to `step-N/`, fsyncs the
+//     the tmp dir, renames to `step-N/` (a fault injected at that rename is
+//     a crash before the commit), fsyncs the
 //     root, then replaces `latest` by tmp + rename + fsync. index.json is
 //     written inside the tmp dir, so a directory without `.tmp` that holds
 //     an index is complete by construction.
@@ -34,6 +36,7 @@
 #include "checkpoint_internal.h"
 #include "dfar/ckpt/checkpoint.h"
 #include "dfar/core/error.h"
+#include "dfar/core/file_util.h"
 #include "hdf5_util.h"
 
 namespace dfar {
@@ -173,7 +176,7 @@ json WriteShard(const ShardSpec& spec, const std::vector<ChunkToWrite>& chunks) 
     DFAR_H5_CHECK(H5Fflush(file.get(), H5F_SCOPE_LOCAL), where);
     DFAR_H5_CHECK(file.Close(), where);
   }
-  ckpt::FsyncFile(spec.path);
+  FsyncFile(spec.path);
   return records;
 }
 
@@ -234,7 +237,7 @@ std::vector<int64_t> CompleteSteps(const std::string& root) {
 void DeleteCheckpoint(const std::string& dir) {
   const std::string index = dir + "/" + ckpt::kIndexFile;
   DFAR_CHECK(::remove(index.c_str()) == 0, "cannot remove ", index);
-  ckpt::FsyncDir(dir);
+  FsyncDir(dir);
   fs::remove_all(dir);
 }
 
@@ -279,12 +282,11 @@ namespace {
 
 // Runs step 2 of the protocol; never throws (errors go to the pending save).
 template <typename PendingT>
-void RunShardWrite(PendingT* p, std::vector<ChunkToWrite> chunks, const CheckpointFaults& faults) {
+void RunShardWrite(PendingT* p, std::vector<ChunkToWrite> chunks) {
   try {
     p->chunks = WriteShard(p->shard, chunks);
     chunks.clear();
     chunks.shrink_to_fit();  // Release the snapshot as soon as it is on disk.
-    if (faults.after_shard_written) faults.after_shard_written(p->shard.path);
   } catch (...) {
     p->error = std::current_exception();
   }
@@ -322,27 +324,25 @@ std::vector<json> GatherOrThrow(Communicator& comm, const json& mine, int64_t st
 }
 
 // Step 4, on rank 0: index, rename, latest. Throws on any failure.
-void CommitOnRoot(const std::string& root, const CheckpointFaults& faults, int64_t step, const std::string& tmp_dir,
-                  const std::string& final_dir, json meta, const std::vector<json>& all) {
+void CommitOnRoot(const std::string& root, int64_t step, const std::string& tmp_dir, const std::string& final_dir,
+                  json meta, const std::vector<json>& all) {
   const json index = BuildIndex(step, std::move(meta), all);
   ckpt::ParseIndex(index, "the index of " + final_dir);  // The reader's checks, before anything is published.
-  ckpt::WriteFileDurably(tmp_dir + "/" + ckpt::kIndexFile, index.dump(1) + "\n");
-  ckpt::FsyncDir(tmp_dir);
-  if (faults.before_rename) faults.before_rename(tmp_dir);
+  WriteFileDurably(tmp_dir + "/" + ckpt::kIndexFile, index.dump(1) + "\n");
+  FsyncDir(tmp_dir);
   std::string replaced;
   if (ckpt::IsDirectory(final_dir)) {
     // Re-saving a step: move the old one aside (a .tmp name, so it is never
     // taken as a checkpoint) and delete it once the new one is in place.
     replaced = final_dir + ".replaced.tmp";
     fs::remove_all(replaced);
-    ckpt::RenameOrThrow(final_dir, replaced);
+    RenameOrThrow(final_dir, replaced);
   }
-  ckpt::RenameOrThrow(tmp_dir, final_dir);
-  ckpt::FsyncDir(root);
+  RenameOrThrow(tmp_dir, final_dir);
+  FsyncDir(root);
   const std::string latest = root + "/" + ckpt::kLatestFile;
-  ckpt::WriteFileDurably(latest + ".tmp", ckpt::StepDirName(step) + "\n");
-  ckpt::RenameOrThrow(latest + ".tmp", latest);
-  ckpt::FsyncDir(root);
+  WriteFileAtomic(latest, ckpt::StepDirName(step) + "\n");
+  FsyncDir(root);
 }
 
 // After a commit, on rank 0: retention and stale tmp dirs. Failures are
@@ -414,12 +414,11 @@ std::string CheckpointWriter::Save(SaveRequest request) {
   // Step 2: write the shard, here or in the background.
   if (options_.async) {
     Pending* raw = p.get();
-    raw->thread = std::thread([raw, chunks = std::move(request.chunks), faults = options_.faults]() mutable {
-      RunShardWrite(raw, std::move(chunks), faults);
-    });
+    raw->thread =
+        std::thread([raw, chunks = std::move(request.chunks)]() mutable { RunShardWrite(raw, std::move(chunks)); });
     pending_ = std::move(p);
   } else {
-    RunShardWrite(p.get(), std::move(request.chunks), options_.faults);
+    RunShardWrite(p.get(), std::move(request.chunks));
     pending_ = std::move(p);
     Wait();
   }
@@ -442,7 +441,7 @@ void CheckpointWriter::Wait() {
   std::string commit_error;
   if (comm_.rank() == 0) {
     try {
-      CommitOnRoot(root_, options_.faults, p->step, p->tmp_dir, p->final_dir, std::move(p->meta), all);
+      CommitOnRoot(root_, p->step, p->tmp_dir, p->final_dir, std::move(p->meta), all);
     } catch (const std::exception& e) {
       commit_error = e.what();
     }

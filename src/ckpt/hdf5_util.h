@@ -16,8 +16,8 @@
 #include <mutex>
 #include <string>
 
+#include "dfar/comm/communicator.h"
 #include "dfar/core/error.h"
-#include "dfar/dist/communicator.h"
 
 namespace dfar::ckpt {
 

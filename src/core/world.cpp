@@ -73,18 +73,13 @@ std::string World::TopologyLine() const {
          " threads=" + std::to_string(threads) + " launcher=" + launcher;
 }
 
-World DiscoverWorld(int cuda_devices) {
+World DiscoverWorld() {
   World w;
   if (!FromOpenMpi(&w) && !FromSlurm(&w)) FromTorchrun(&w);
   DFAR_CHECK(w.size >= 1, "world size must be >= 1 (", w.launcher, " environment)");
   DFAR_CHECK(w.rank < w.size, "rank ", w.rank, " is outside world size ", w.size, " (", w.launcher, " environment)");
   w.host = HostName();
   w.threads = IntraOpThreads();
-  if (cuda_devices > 0) {
-    DFAR_CHECK(w.local_rank < cuda_devices, "local rank ", w.local_rank, " has no CUDA device: only ", cuda_devices,
-               " visible on ", w.host, " (launch at most one rank per GPU)");
-    w.device = "cuda:" + std::to_string(w.local_rank);
-  }
   return w;
 }
 

@@ -6,15 +6,25 @@
 
 namespace dfar {
 
+std::vector<int32_t> PromptIds(const Tokenizer& tok, const std::string& prompt_text) {
+  std::vector<int32_t> ids;
+  if (tok.add_bos()) ids.push_back(tok.bos_id());
+  const std::vector<int32_t> prompt = tok.Encode(prompt_text);
+  ids.insert(ids.end(), prompt.begin(), prompt.end());
+  return ids;
+}
+
+std::vector<int32_t> PromptIds(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& statement) {
+  return PromptIds(tok, RenderPrompt(tmpl, statement));
+}
+
 TokenizedExample Tokenize(const Tokenizer& tok, const RenderedExample& rendered, int64_t index, int64_t max_len) {
   DFAR_CHECK(max_len > 0, "max_seq_len must be positive, got ", max_len);
   TokenizedExample out;
   out.index = index;
-  if (tok.add_bos()) out.ids.push_back(tok.bos_id());
   // Prompt and target are encoded apart so that the supervision boundary is a
   // token boundary, whatever the tokenizer would merge across it.
-  std::vector<int32_t> prompt = tok.Encode(rendered.prompt);
-  out.ids.insert(out.ids.end(), prompt.begin(), prompt.end());
+  out.ids = PromptIds(tok, rendered.prompt);
   out.prompt_len = static_cast<int64_t>(out.ids.size());
 
   // SentencePiece prepends "▁" (a space) to every text it encodes alone, so a

@@ -79,9 +79,22 @@ std::vector<std::vector<int64_t>> Cut(const std::vector<int64_t>& order, size_t 
 
 }  // namespace
 
+std::string BatchGeometry::Text() const {
+  return "world " + std::to_string(world) + " x sampler.micro_batch " + std::to_string(micro_batch) +
+         " x train.grad_accum " + std::to_string(grad_accum) + " = " + std::to_string(global());
+}
+
 ShardedSampler::ShardedSampler(std::vector<int64_t> lengths, int rank, int world, const SamplerConfig& config,
-                               uint64_t seed)
-    : lengths_(std::move(lengths)), rank_(rank), world_(world), config_(config), seed_(seed) {
+                               uint64_t seed, int64_t grad_accum)
+    : lengths_(std::move(lengths)),
+      rank_(rank),
+      world_(world),
+      config_(config),
+      geometry_{static_cast<int64_t>(world), config.micro_batch, grad_accum},
+      seed_(seed) {
+  DFAR_CHECK(grad_accum >= 1, "train.grad_accum must be >= 1, got ", grad_accum);
+  // A length-grouping window smaller than a step's batch would not group it.
+  config_.group_window = std::max(config_.group_window, geometry_.per_rank());
   DFAR_CHECK(world_ >= 1 && rank_ >= 0 && rank_ < world_, "sampler: rank ", rank_, " is not in [0, world ", world_,
              ")");
   DFAR_CHECK(config_.micro_batch >= 1, "sampler.micro_batch must be >= 1, got ", config_.micro_batch);
@@ -90,13 +103,12 @@ ShardedSampler::ShardedSampler(std::vector<int64_t> lengths, int rank, int world
   DFAR_CHECK(!config_.group_by_length || config_.group_window >= 1, "sampler.group_window must be >= 1, got ",
              config_.group_window);
   DFAR_CHECK(batches_per_epoch() > 0, "sampler: ", lengths_.size(), " examples do not fill one global batch of ",
-             "world ", world_, " x micro_batch ", config_.micro_batch, " = ", world_ * config_.micro_batch,
-             lengths_.empty() ? "" : "; use sampler.remainder=wrap or a smaller micro_batch");
+             geometry_.Text(), lengths_.empty() ? "" : "; use sampler.remainder=wrap or a smaller micro_batch");
 }
 
 int64_t ShardedSampler::batches_per_epoch() const {
   const int64_t n = static_cast<int64_t>(lengths_.size());
-  const int64_t global = static_cast<int64_t>(world_) * config_.micro_batch;
+  const int64_t global = geometry_.global();
   if (n == 0) return 0;
   return config_.remainder == "wrap" ? (n + global - 1) / global : n / global;
 }
@@ -107,7 +119,7 @@ std::vector<std::vector<int64_t>> ShardedSampler::GlobalBatches(int64_t epoch) c
   std::iota(order.begin(), order.end(), 0);
   Shuffle(order, rng);
   if (config_.group_by_length) GroupByLength(order, lengths_, config_.group_window);
-  const size_t global = static_cast<size_t>(world_) * static_cast<size_t>(config_.micro_batch);
+  const size_t global = static_cast<size_t>(geometry_.global());
   std::vector<std::vector<int64_t>> batches = Cut(order, global, config_.remainder == "wrap");
   // Grouping leaves long batches first; a shuffled batch order keeps the
   // loss curve free of a length trend across the epoch.
@@ -122,8 +134,8 @@ std::vector<std::vector<int64_t>> ShardedSampler::GlobalBatches(int64_t epoch) c
 
 std::vector<std::vector<int64_t>> ShardedSampler::EpochBatches(int64_t epoch) const {
   DFAR_CHECK(epoch >= 0, "sampler: epoch must be >= 0, got ", epoch);
-  const auto begin = static_cast<std::ptrdiff_t>(rank_ * config_.micro_batch);
-  const auto end = begin + static_cast<std::ptrdiff_t>(config_.micro_batch);
+  const auto begin = static_cast<std::ptrdiff_t>(rank_ * geometry_.per_rank());
+  const auto end = begin + static_cast<std::ptrdiff_t>(geometry_.per_rank());
   std::vector<std::vector<int64_t>> mine;
   for (const std::vector<int64_t>& global : GlobalBatches(epoch)) {
     mine.emplace_back(global.begin() + begin, global.begin() + end);

@@ -195,6 +195,9 @@ class SentencePieceTokenizer : public Tokenizer {
 
   int64_t vocab_size() const override { return vocab_size_; }
   int32_t bos_id() const override { return bos_id_; }
+  // SentencePiece Llama-family models prepend BOS whenever they define one,
+  // as HF's LlamaTokenizer does by default (add_bos_token=True).
+  bool add_bos() const override { return bos_id_ != -1; }
   int32_t eos_id() const override { return eos_id_; }
   // Llama-2 ships no pad piece; padding is masked out anyway, so any valid id will do.
   int32_t pad_id() const override { return pad_id_ >= 0 ? pad_id_ : eos_id_; }

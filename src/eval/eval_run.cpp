@@ -12,12 +12,6 @@
 namespace dfar {
 namespace {
 
-torch::Dtype EvalDtype(const std::string& dtype, const torch::Device& device) {
-  if (dtype == "fp32") return torch::kFloat;
-  if (dtype == "bf16") return torch::kBFloat16;
-  return device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
-}
-
 bool HasUnmergedLora(Decoder& decoder) {
   for (const auto& m : decoder->modules(false)) {
     const auto* p = dynamic_cast<const ProjImpl*>(m.get());
@@ -63,18 +57,18 @@ std::string EvalOutDir(const Config& config) {
   return (std::filesystem::path(config.run.dir) / "eval").string();
 }
 
-void PlaceForEval(PretrainedModel& model, const Config& config, const World& world) {
-  const bool cuda = config.model.device == "cuda" || (config.model.device == "auto" && world.device != "cpu");
-  DFAR_CHECK(!cuda || world.device != "cpu", "model.device=cuda but no CUDA device is visible to rank ", world.rank);
-  const torch::Device device(cuda ? world.device : "cpu");
+void PlaceForEval(PretrainedModel& model, const RunSetup& setup) {
+  const torch::Device& device = setup.device();
   // Merged adapters cost nothing per token; merge before any cast to bf16.
   if (HasUnmergedLora(model.decoder)) model.decoder->MergeLora();
-  model.decoder->to(device, EvalDtype(config.model.dtype, device));
+  model.decoder->to(device, setup.dtype());
   // OMP_NUM_THREADS wins; otherwise the node's cores are split among its ranks.
+  const World& world = setup.world();
   const bool from_env = std::getenv("OMP_NUM_THREADS") != nullptr;
   const int threads = from_env ? world.threads : std::max(1, world.threads / std::max(1, world.local_size));
-  if (!cuda) torch::set_num_threads(threads);
-  spdlog::info("eval: {} on {} ({} threads)", model.source, device.str(), cuda ? 0 : threads);
+  if (device.is_cpu()) torch::set_num_threads(threads);
+  spdlog::info("eval: {} on {} in {} ({} threads)", model.source, device.str(), setup.placement().dtype_name,
+               device.is_cpu() ? threads : 0);
 }
 
 EvalReport RunEvaluation(PretrainedModel& model, const Config& config, const std::string& model_path,

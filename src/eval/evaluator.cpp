@@ -52,7 +52,7 @@ void GenerateBatch(PretrainedModel& m, const PromptTemplate& tmpl, const EvalCon
   for (size_t i = 0; i < gens.size(); ++i) {
     ExampleResult& r = *out[i];
     r.generated = SanitizeUtf8(gens[i].text);
-    const Verdict v = ParseVerdict(r.generated, tmpl.ethical_word, tmpl.unethical_word);
+    const Verdict v = ParseVerdict(r.generated, tmpl.ethical_word, tmpl.unethical_word, AnswerPrefix(tmpl.target_l));
     r.predicted = v.label;
     r.reason = ExtractReason(r.generated, v);
     r.prompt_tokens = static_cast<int64_t>(prompts[i].size());
@@ -63,7 +63,7 @@ void GenerateBatch(PretrainedModel& m, const PromptTemplate& tmpl, const EvalCon
   }
 }
 
-// [bos] prompt target, as training tokenises it, without the EOS: the
+// [bos] prompt target, as training tokenises it (PromptIds), without the EOS: the
 // continuation scored is the label text itself.
 TokenizedExample LabelContinuation(const Tokenizer& tok, const PromptTemplate& tmpl, const Example& ex, int label,
                                    int64_t max_len) {
@@ -80,8 +80,10 @@ torch::Tensor ToLong(const std::vector<int32_t>& v, int64_t rows, int64_t cols, 
   return torch::tensor(v, torch::kInt).view({rows, cols}).to(torch::kLong).to(device);
 }
 
-// Sum of log p(label token) over each row's supervised positions: [rows].
-torch::Tensor RowLogLikelihoods(Decoder& decoder, const Batch& b) {
+// Mean of log p(label token) over each row's supervised positions: [rows].
+// The mean, not the sum: label continuations differ in length ("ethical" vs
+// "unethical" can be 1 vs 2 tokens), and a sum favours the shorter one.
+torch::Tensor RowMeanLogLikelihoods(Decoder& decoder, const Batch& b) {
   const torch::Device device = decoder->embed->weight.device();
   const torch::Tensor labels = ToLong(b.labels, b.rows, b.cols, device);
   const torch::Tensor hidden =
@@ -91,7 +93,9 @@ torch::Tensor RowLogLikelihoods(Decoder& decoder, const Batch& b) {
   const torch::Tensor logp = torch::log_softmax(decoder->Logits(hidden.index({mask})).to(torch::kFloat), -1);
   const torch::Tensor token_lp = logp.gather(1, labels.index({mask}).unsqueeze(1)).squeeze(1);
   const torch::Tensor rows = mask.nonzero().select(1, 0);
-  return torch::zeros({b.rows}, token_lp.options()).index_add_(0, rows, token_lp).to(torch::kCPU).to(torch::kDouble);
+  const torch::Tensor sums = torch::zeros({b.rows}, token_lp.options()).index_add_(0, rows, token_lp);
+  const torch::Tensor counts = mask.sum(1).to(token_lp.scalar_type()).clamp_min(1);
+  return (sums / counts).to(torch::kCPU).to(torch::kDouble);
 }
 
 void ScoreBatch(PretrainedModel& m, const PromptTemplate& tmpl, const Config& config,
@@ -102,7 +106,7 @@ void ScoreBatch(PretrainedModel& m, const PromptTemplate& tmpl, const Config& co
       rows.push_back(LabelContinuation(*m.tokenizer, tmpl, *ex, label, config.prompt.max_seq_len));
   }
   const Batch batch = CollatePadded(rows, std::max(m.tokenizer->pad_id(), 0));
-  const torch::Tensor lp = RowLogLikelihoods(m.decoder, batch);
+  const torch::Tensor lp = RowMeanLogLikelihoods(m.decoder, batch);
   for (size_t i = 0; i < examples.size(); ++i) {
     ExampleResult& r = *out[i];
     r.logprob_ethical = lp[2 * i].item<double>();
@@ -133,14 +137,6 @@ bool ShouldLogProgress(size_t done, size_t total) {
 
 }  // namespace
 
-std::vector<int32_t> EvalPromptIds(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& statement) {
-  std::vector<int32_t> ids;
-  if (tok.bos_id() >= 0) ids.push_back(tok.bos_id());
-  const std::vector<int32_t> prompt = tok.Encode(RenderPrompt(tmpl, statement));
-  ids.insert(ids.end(), prompt.begin(), prompt.end());
-  return ids;
-}
-
 std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTemplate& tmpl, const Config& config,
                                          const std::vector<Example>& examples, RankStats* stats) {
   CheckEvalInputs(model, config);
@@ -152,7 +148,7 @@ std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTem
   std::vector<int64_t> lengths;
   for (const Example& ex : examples) {
     results.push_back(BaseResult(ex));
-    prompts.push_back(EvalPromptIds(*model.tokenizer, tmpl, ex.statement));
+    prompts.push_back(PromptIds(*model.tokenizer, tmpl, ex.statement));
     lengths.push_back(static_cast<int64_t>(prompts.back().size()));
   }
   const auto batches = LengthSortedBatches(lengths, ec.batch_size);

@@ -71,16 +71,34 @@ bool IsNegation(const std::string& w) {
   return w == "not" || w == "non" || EndsWith(w, "n't");
 }
 
-// Offset after leading whitespace and one optional "The statement is".
-size_t SkipPreamble(std::string_view text) {
-  size_t i = 0;
+size_t SkipSpace(std::string_view text, size_t i) {
   while (i < text.size() && IsSpace(text[i])) ++i;
-  constexpr std::string_view kLead = "the statement is";
-  if (text.size() - i >= kLead.size() && EqualsIgnoreCase(text.substr(i, kLead.size()), kLead)) {
-    const size_t after = i + kLead.size();
+  return i;
+}
+
+// Offset after leading whitespace and the optional answer prefix.
+size_t SkipPreamble(std::string_view text, std::string_view prefix) {
+  size_t i = SkipSpace(text, 0);
+  if (!prefix.empty() && text.size() - i >= prefix.size() && EqualsIgnoreCase(text.substr(i, prefix.size()), prefix)) {
+    const size_t after = i + prefix.size();
     if (after == text.size() || !IsWordChar(text[after])) i = after;
   }
   return i;
+}
+
+bool IsSentenceEnd(char c) {
+  return c == '.' || c == '!' || c == '?' || c == '\n';
+}
+
+// End of the first sentence that starts at `from`: the first terminator
+// after the first word character (leading newlines and "**" do not end it).
+size_t FirstSentenceEnd(std::string_view text, size_t from) {
+  bool started = false;
+  for (size_t i = from; i < text.size(); ++i) {
+    if (WordCharLength(text, i) > 0) started = true;
+    if (started && IsSentenceEnd(text[i])) return i;
+  }
+  return text.size();
 }
 
 // kEthical / kUnethical for a verdict word (possibly with a glued "non"
@@ -104,18 +122,36 @@ std::string LowerCopy(std::string_view s) {
 
 }  // namespace
 
-Verdict ParseVerdict(std::string_view text, std::string_view ethical_word, std::string_view unethical_word) {
+Verdict ParseVerdict(std::string_view text, std::string_view ethical_word, std::string_view unethical_word,
+                     std::string_view answer_prefix) {
   const std::string ethical = LowerCopy(ethical_word), unethical = LowerCopy(unethical_word);
-  const std::vector<Word> words = SplitWords(text, SkipPreamble(text));
+  const size_t from = SkipPreamble(text, answer_prefix);
+  const std::string_view sentence = text.substr(0, FirstSentenceEnd(text, from));
+  const std::vector<Word> words = SplitWords(sentence, from);
+  Verdict v;
+  bool said[2] = {false, false};
   for (size_t i = 0; i < words.size(); ++i) {
     bool negated = false;
     int label = WordLabel(words[i].text, ethical, unethical, &negated);
     if (label == kUnparseable) continue;
     if (i > 0 && IsNegation(words[i - 1].text)) negated = !negated;
     if (negated) label = label == kEthical ? kUnethical : kEthical;
-    return Verdict{label, words[i].end};
+    if (!said[0] && !said[1]) v.end = words[i].end;
+    said[label] = true;
   }
-  return Verdict{};
+  if (said[0] && said[1]) return Verdict{kUnparseable, 0, VerdictProblem::kBothVerdicts};
+  if (!said[0] && !said[1]) return Verdict{};
+  v.label = said[kEthical] ? kEthical : kUnethical;
+  v.problem = VerdictProblem::kNone;
+  return v;
+}
+
+std::string AnswerPrefix(const std::string& target_l) {
+  const size_t at = target_l.find("{label}");
+  std::string_view prefix(target_l.data(), at == std::string::npos ? 0 : at);
+  while (!prefix.empty() && IsSpace(prefix.front())) prefix.remove_prefix(1);
+  while (!prefix.empty() && IsSpace(prefix.back())) prefix.remove_suffix(1);
+  return std::string(prefix);
 }
 
 std::string ExtractReason(std::string_view text, const Verdict& verdict) {

@@ -22,9 +22,9 @@
 #include "dfar/core/error.h"
 #include "dfar/core/file_util.h"
 #include "dfar/data/bpe_tokenizer.h"
-#include "dfar/model/gguf.h"
 #include "dfar/model/name_adapter.h"
-#include "dfar/model/safetensors.h"
+#include "dfar/weights/gguf.h"
+#include "dfar/weights/safetensors.h"
 
 namespace dfar {
 namespace {

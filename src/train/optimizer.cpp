@@ -39,9 +39,22 @@ AdamW::AdamW(FlatParameters& flat, std::vector<std::pair<int64_t, int64_t>> owne
   }
 }
 
+void AdamW::SgdStep(double lr) {
+  for (size_t i = 0; i < owned_.size(); ++i) {
+    const auto [b, e] = owned_[i];
+    const int64_t c = compact_offsets_[i], n = e - b;
+    if (n == 0) continue;
+    auto p = master_.defined() ? master_.narrow(0, c, n) : flat_.data().narrow(0, b, n);
+    if (options_.weight_decay != 0) p.mul_(1.0 - lr * options_.weight_decay * decay_.narrow(0, c, n));
+    p.add_(flat_.grad().narrow(0, b, n).to(torch::kFloat), -lr);
+  }
+  SyncMasterToParams();
+}
+
 void AdamW::Step(double lr) {
   torch::NoGradGuard no_grad;
   ++steps_;
+  if (options_.sgd) return SgdStep(lr);
   const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
   const double step_size = lr / bc1;

@@ -3,8 +3,8 @@
 
 #include <string>
 
+#include "dfar/comm/communicator.h"
 #include "dfar/core/config.h"
-#include "dfar/dist/communicator.h"
 
 namespace dfar {
 

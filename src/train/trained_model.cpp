@@ -7,6 +7,7 @@
 
 #include "dfar/ckpt/checkpoint.h"
 #include "dfar/core/error.h"
+#include "train_meta.h"
 
 namespace dfar {
 namespace {
@@ -51,13 +52,12 @@ std::string ModelIdentity(const std::string& path) {
 
 PretrainedModel LoadTrainedModel(const std::string& checkpoint_dir, Config* config_out) {
   const CheckpointReader reader = CheckpointReader::Open(checkpoint_dir);
-  const auto& meta = reader.meta();
-  DFAR_CHECK(meta.contains("config_yaml") && meta["config_yaml"].is_string(), checkpoint_dir,
+  const TrainMeta meta = TrainMeta::FromJson(reader.meta(), checkpoint_dir + "/index.json");
+  DFAR_CHECK(!meta.config_yaml.empty(), checkpoint_dir,
              ": index.json has no training config (was it written by `dfar train`?)");
-  Config config = LoadConfigText(meta["config_yaml"].get<std::string>(), checkpoint_dir + "/index.json meta");
-  const std::string identity = meta.value("model_identity", "");
-  DFAR_CHECK(identity == ModelIdentity(config.model.path), checkpoint_dir, ": base model '", config.model.path,
-             "' differs from the one the checkpoint was trained from (", identity, ")");
+  Config config = LoadConfigText(meta.config_yaml, checkpoint_dir + "/index.json meta");
+  DFAR_CHECK(meta.model_identity == ModelIdentity(config.model.path), checkpoint_dir, ": base model '",
+             config.model.path, "' differs from the one the checkpoint was trained from (", meta.model_identity, ")");
   PretrainedModel model = LoadPretrained(config.model.path);
   if (config.lora.enabled)
     model.decoder->EnableLora(config.lora.targets, config.lora.rank, config.lora.alpha, config.lora.dropout);

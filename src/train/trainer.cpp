@@ -7,34 +7,34 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "dfar/ckpt/checkpoint.h"
+#include "dfar/comm/watchdog.h"
 #include "dfar/core/error.h"
 #include "dfar/core/file_util.h"
 #include "dfar/core/logging.h"
 #include "dfar/core/torch_compat.h"
-#include "dfar/core/world.h"
 #include "dfar/data/collate.h"
 #include "dfar/data/dataset.h"
 #include "dfar/data/prompt_template.h"
 #include "dfar/data/sampler.h"
-#include "dfar/dist/watchdog.h"
 #if defined(DFAR_WITH_NCCL)
-#include "dfar/dist/nccl_communicator.h"
+#include "dfar/comm/nccl_communicator.h"
 #endif
 #include "dfar/model/pretrained.h"
+#include "dfar/runtime/run_setup.h"
 #include "dfar/train/loss.h"
 #include "dfar/train/schedule.h"
 #include "dfar/train/step_engine.h"
 #include "dfar/train/trained_model.h"
 #include "run_dir.h"
+#include "train_data.h"
+#include "train_meta.h"
 #include "train_state.h"
 
 namespace dfar {
@@ -42,11 +42,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-std::atomic<int> g_stop_signal{0};
-extern "C" void OnStopSignal(int sig) {
-  g_stop_signal.store(sig);
-}
 
 // Fault injection for tests: DFAR_FAULT_NONFINITE_STEPS="3,5" makes the loss of
 // those (1-based) optimizer steps NaN on every rank, as a diverging run would.
@@ -66,52 +61,9 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-struct Dataset {
-  std::vector<TokenizedExample> train, val;
-};
-
-Dataset TokenizeData(const Config& c, const Tokenizer& tok) {
-  auto examples = LoadExamples(c.data.train, c.data);
-  auto split = HoldOutValidation(examples, c.data.val_fraction, c.run.seed);
-  const auto library = TemplateLibrary::Load(c.prompt.templates_file);
-  const PromptTemplate& tmpl = library.Find(c.prompt.template_name);
-  const Objective objective = ParseObjective(c.prompt.objective);
-  Dataset d;
-  for (const auto& ex : split.train)
-    d.train.push_back(Tokenize(tok, Render(tmpl, ex, objective), ex.index, c.prompt.max_seq_len));
-  for (const auto& ex : split.val)
-    d.val.push_back(Tokenize(tok, Render(tmpl, ex, objective), ex.index, c.prompt.max_seq_len));
-  return d;
-}
-
-torch::Device PickDevice(const Config& c, int local_rank) {
-  const int gpus = compat::CudaDeviceCount();
-  if (c.model.device == "cpu" || (c.model.device == "auto" && gpus == 0)) return torch::Device(torch::kCPU);
-  DFAR_CHECK(gpus > 0, "model.device=cuda but no CUDA device is visible");
-  DFAR_CHECK(local_rank < gpus, "local rank ", local_rank, " has no GPU (", gpus, " visible)");
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
-}
-
-torch::ScalarType PickDtype(const Config& c, const torch::Device& device) {
-  if (c.model.dtype == "bf16" || (c.model.dtype == "auto" && device.is_cuda())) return torch::kBFloat16;
-  return torch::kFloat;
-}
-
-// Every rank's topology line, printed by rank 0 and kept in each rank's log.
-void LogTopology(Communicator& comm) {
-  World world = DiscoverWorld(compat::CudaDeviceCount());
-  world.rank = comm.rank();
-  world.size = comm.size();
-  world.threads = at::get_num_threads();
-  spdlog::info("topology: {}", world.TopologyLine());
-  const auto lines = comm.AllGatherBytes(world.TopologyLine());
-  if (comm.rank() == 0)
-    for (const auto& line : lines) std::fprintf(stderr, "dfar: %s\n", line.c_str());
-}
-
 class Trainer {
  public:
-  Trainer(const Config& config, const TrainOptions& options, Communicator& comm);
+  Trainer(const Config& config, const TrainOptions& options, RunSetup& setup);
   TrainSummary Run();
 
  private:
@@ -124,46 +76,46 @@ class Trainer {
   std::string SaveCheckpoint(int64_t step);
   void Restore(const std::string& dir);
   int64_t TotalSteps() const;
+  BatchGeometry Geometry() const {
+    return {static_cast<int64_t>(comm_.size()), config_.sampler.micro_batch, config_.train.grad_accum};
+  }
   bool StopRequested();
-  // Where tensors are reduced: NCCL for CUDA parameters, else the host communicator.
-  Communicator& TensorComm() { return device_comm_ ? *device_comm_ : comm_; }
-  void OpenDeviceCommunicator();
   void AddDeviceMetrics(nlohmann::json& j, double secs);
 
   Config config_;
   TrainOptions options_;
+  RunSetup& setup_;
   Communicator& comm_;
-  std::unique_ptr<Communicator> device_comm_;  // NCCL, when parameters live on a CUDA device.
   torch::Device device_{torch::kCPU};
   double step_flops_ = 0;                    // Model FLOPs of the last step on this rank, for MFU (CUDA only).
   std::unique_ptr<TrainFlopCounter> flops_;  // Set on CUDA only.
   double peak_memory_bytes_ = 0;
   PretrainedModel model_;
-  Dataset data_;
+  TrainingData data_;
   std::unique_ptr<ShardedSampler> sampler_;
   std::unique_ptr<StepEngine> engine_;
   std::unique_ptr<CheckpointWriter> writer_;
   LrSchedule schedule_;
   std::ofstream metrics_;
+  std::string model_identity_;  // Of the base model, computed once per run.
   int64_t start_step_ = 0;
   int64_t skipped_total_ = 0;
   int64_t consecutive_skips_ = 0;
   double last_loss_ = 0;
 };
 
-Trainer::Trainer(const Config& config, const TrainOptions& options, Communicator& comm)
-    : config_(config), options_(options), comm_(comm) {
+Trainer::Trainer(const Config& config, const TrainOptions& options, RunSetup& setup)
+    : config_(config), options_(options), setup_(setup), comm_(setup.host()), device_(setup.device()) {
   // Same seed on every rank while the model is built (LoRA init), then a
   // per-rank stream for dropout.
   torch::manual_seed(config_.run.seed);
   BuildModel();
-  data_ = TokenizeData(config_, *model_.tokenizer);
+  model_identity_ = ModelIdentity(config_.model.path);
+  data_ = TokenizeTrainingData(config_, *model_.tokenizer);
   std::vector<int64_t> lengths;
   for (const auto& t : data_.train) lengths.push_back(static_cast<int64_t>(t.ids.size()));
-  SamplerConfig per_step = config_.sampler;
-  per_step.micro_batch *= config_.train.grad_accum;
-  per_step.group_window = std::max(per_step.group_window, per_step.micro_batch);
-  sampler_ = std::make_unique<ShardedSampler>(lengths, comm_.rank(), comm_.size(), per_step, config_.run.seed);
+  sampler_ = std::make_unique<ShardedSampler>(lengths, comm_.rank(), comm_.size(), config_.sampler, config_.run.seed,
+                                              config_.train.grad_accum);
   BuildOptimizer();
   torch::manual_seed(config_.run.seed + 1000003ull * static_cast<uint64_t>(comm_.rank() + 1));
   SaveOptions save;
@@ -181,7 +133,6 @@ Trainer::Trainer(const Config& config, const TrainOptions& options, Communicator
 }
 
 void Trainer::BuildModel() {
-  device_ = PickDevice(config_, DiscoverWorld().local_rank);
   model_ = LoadPretrained(config_.model.path);
   DFAR_CHECK(model_.tokenizer != nullptr, config_.model.path, ": the model carries no tokenizer");
   auto& d = model_.decoder;
@@ -190,35 +141,22 @@ void Trainer::BuildModel() {
   }
   d->set_activation_checkpointing(config_.model.activation_checkpointing);
   d->set_attention_kernel(config_.model.attention == "math" ? AttentionKernel::kMath : AttentionKernel::kSdpa);
-  d->to(device_, PickDtype(config_, device_));
+  d->to(device_, setup_.dtype());
   d->train();
 }
 
 void Trainer::BuildOptimizer() {
-  OpenDeviceCommunicator();
   StepEngineOptions o;
   o.zero = static_cast<int>(config_.dist.zero);
   o.bucket_mb = config_.dist.bucket_mb;
   o.adamw.weight_decay = config_.train.weight_decay;
-  engine_ = std::make_unique<StepEngine>(model_.decoder, comm_, TensorComm(), o);
+  o.adamw.sgd = config_.train.optimizer == "sgd";
+  engine_ = std::make_unique<StepEngine>(model_.decoder, comm_, setup_.tensors(), o);
   if (device_.is_cuda()) flops_ = std::make_unique<TrainFlopCounter>(model_.decoder);
   schedule_ = MakeSchedule(config_.train.schedule, config_.train.lr, TotalSteps(), config_.train.warmup_ratio);
   spdlog::info("trainable parameters: {} in {} buckets; optimizer state {:.1f} MB on this rank (ZeRO {})",
                engine_->trainable(), engine_->flat().buckets().size(), engine_->optimizer().state_bytes() / 1e6,
                config_.dist.zero);
-}
-
-// CUDA parameters are reduced over NCCL (its unique id travels over the host
-// communicator); scalars, metadata and checkpoints stay on the host one.
-void Trainer::OpenDeviceCommunicator() {
-  if (!device_.is_cuda()) return;
-#if defined(DFAR_WITH_NCCL)
-  device_comm_ = MakeNcclCommunicator(comm_, device_.index());
-  spdlog::info("gradients reduce over NCCL on cuda:{} ({} ranks)", device_.index(), comm_.size());
-#else
-  DFAR_CHECK(comm_.size() == 1, "model.device=cuda with ", comm_.size(),
-             " ranks needs the NCCL backend, and this build has none (rebuild where CUDA and NCCL are found)");
-#endif
 }
 
 // MFU and device memory, for metrics.jsonl on CUDA.
@@ -250,6 +188,14 @@ std::vector<std::vector<int64_t>> SplitMicroBatches(const std::vector<int64_t>& 
   return out;
 }
 
+// fp32 copies of the flat gradients, by parameter name.
+std::map<std::string, torch::Tensor> NamedGradients(FlatParameters& flat) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& e : flat.entries())
+    out[e.name] = flat.grad().narrow(0, e.offset, e.numel).to(torch::kFloat).cpu().clone().view(e.shape);
+  return out;
+}
+
 double Trainer::TrainStep(int64_t step, double* tokens) {
   // 1. This step's micro-batches and their global supervised-token count.
   // The sampler deals global batches of world x micro_batch x grad_accum
@@ -274,7 +220,9 @@ double Trainer::TrainStep(int64_t step, double* tokens) {
   DFAR_CHECK(counts[0] > 0, "step ", step, " has no supervised tokens on any rank");
   *tokens = counts[1];
   // 2. Forward/backward; the last micro-step's backward overlaps the collectives.
-  return engine_->ForwardBackward(micro, counts[0], InjectNonFinite(step));
+  const double loss = engine_->ForwardBackward(micro, counts[0], InjectNonFinite(step));
+  if (options_.observe_gradients) options_.observe_gradients(step, NamedGradients(engine_->flat()));
+  return loss;
 }
 
 double Trainer::ValidationLoss() {
@@ -318,7 +266,7 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double norm, double 
 }
 
 bool Trainer::StopRequested() {
-  int32_t stop = g_stop_signal.load() != 0 ? 1 : 0;
+  int32_t stop = StopSignalSeen() != 0 ? 1 : 0;
   comm_.AllReduce(&stop, 1, DType::kInt32, ReduceOp::kMax);
   return stop != 0;
 }
@@ -326,16 +274,22 @@ bool Trainer::StopRequested() {
 std::string Trainer::SaveCheckpoint(int64_t step) {
   SaveRequest req;
   req.step = step;
-  req.meta = {
-      {"config_yaml", ConfigToYaml(config_)},
-      {"model_identity", ModelIdentity(config_.model.path)},
-      {"cursor", {{"epoch", sampler_->cursor().epoch}, {"step", sampler_->cursor().step}}},
-      {"world_size", comm_.size()},
-      {"global_batch", comm_.size() * config_.sampler.micro_batch * config_.train.grad_accum},
-      {"optimizer_steps", engine_->optimizer().steps()},
-      {"skipped_steps", skipped_total_},
-      {"scheduler",
-       {{"kind", schedule_.kind}, {"total_steps", schedule_.total_steps}, {"warmup_steps", schedule_.warmup_steps}}}};
+  TrainMeta meta;
+  meta.config_yaml = ConfigToYaml(config_);
+  meta.model_identity = model_identity_;
+  meta.cursor_epoch = sampler_->cursor().epoch;
+  meta.cursor_step = sampler_->cursor().step;
+  meta.world_size = comm_.size();
+  meta.global_batch = Geometry().global();
+  meta.optimizer_steps = engine_->optimizer().steps();
+  meta.skipped_steps = skipped_total_;
+  meta.schedule_kind = schedule_.kind;
+  meta.schedule_total_steps = schedule_.total_steps;
+  meta.schedule_warmup_steps = schedule_.warmup_steps;
+  meta.device = device_.str();
+  meta.dtype = setup_.placement().dtype_name;
+  meta.dtype_reason = setup_.placement().reason;
+  req.meta = meta.ToJson();
   req.rank_meta = {{"rng", CaptureRngState()}};
   req.chunks = CollectStateChunks(engine_->flat(), engine_->optimizer(), static_cast<int>(config_.dist.zero),
                                   comm_.rank(), comm_.size());
@@ -346,20 +300,17 @@ std::string Trainer::SaveCheckpoint(int64_t step) {
 
 void Trainer::Restore(const std::string& dir) {
   const CheckpointReader reader = CheckpointReader::Open(dir);
-  const auto& meta = reader.meta();
-  DFAR_CHECK(meta.value("model_identity", "") == ModelIdentity(config_.model.path), dir,
-             ": the checkpoint was trained from another base model than ", config_.model.path);
-  const int64_t global_batch = meta.value("global_batch", int64_t{0});
-  const int64_t mine = comm_.size() * config_.sampler.micro_batch * config_.train.grad_accum;
-  DFAR_CHECK(global_batch == mine, dir,
-             ": resuming needs the same global batch (world x micro_batch x grad_accum = ", global_batch,
-             "), this run has ", mine);
+  const TrainMeta meta = TrainMeta::FromJson(reader.meta(), dir);
+  DFAR_CHECK(meta.model_identity == model_identity_, dir, ": the checkpoint was trained from another base model than ",
+             config_.model.path);
+  DFAR_CHECK(meta.global_batch == Geometry().global(), dir, ": resuming needs the same global batch (",
+             meta.global_batch, " examples), this run has ", Geometry().Text());
   RestoreState(reader, engine_->flat(), engine_->optimizer());
-  engine_->optimizer().set_steps(meta.value("optimizer_steps", int64_t{0}));
-  skipped_total_ = meta.value("skipped_steps", int64_t{0});
+  engine_->optimizer().set_steps(meta.optimizer_steps);
+  skipped_total_ = meta.skipped_steps;
   SamplerCursor cursor;
-  cursor.epoch = meta["cursor"].value("epoch", int64_t{0});
-  cursor.step = meta["cursor"].value("step", int64_t{0});
+  cursor.epoch = meta.cursor_epoch;
+  cursor.step = meta.cursor_step;
   sampler_->Seek(cursor);
   if (reader.world_size() == comm_.size()) RestoreRngState(reader.index()["ranks"][comm_.rank()]["rng"]);
   start_step_ = reader.step();
@@ -386,7 +337,7 @@ TrainSummary Trainer::Run() {
                  " consecutive steps had a non-finite loss or gradient norm (train.max_consecutive_skips = ",
                  config_.train.max_consecutive_skips, "); stopping at step ", step + 1);
     }
-    const double samples = static_cast<double>(config_.sampler.micro_batch * config_.train.grad_accum * comm_.size());
+    const double samples = static_cast<double>(Geometry().global());
     LogStep(step, loss, lr, norm, tokens, samples, Seconds(ts), skip);
     last_loss_ = loss;
     summary.steps = step + 1;
@@ -422,11 +373,12 @@ TrainSummary RunTraining(const Config& config, const TrainOptions& options, Comm
   watchdog.dir = config.run.dir;
   watchdog.timeout_s = config.dist.collective_timeout_s;
   if (options.watchdog) comm.EnableWatchdog(watchdog);
-  LogTopology(comm);
-  if (comm.rank() == 0) WriteFileAtomic((fs::path(config.run.dir) / "config.yaml").string(), ConfigToYaml(config));
-  std::signal(SIGTERM, OnStopSignal);
-  std::signal(SIGUSR1, OnStopSignal);
-  Trainer trainer(config, options, comm);
+  RunSetup setup(config.model, comm);
+  setup.LogTopology();
+  if (comm.rank() == 0)
+    WriteFileAtomic((fs::path(config.run.dir) / "config.yaml").string(),
+                    ConfigToYaml(config) + setup.ResolvedComment());
+  Trainer trainer(config, options, setup);
   return trainer.Run();
 }
 

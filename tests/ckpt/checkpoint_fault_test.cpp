@@ -15,9 +15,13 @@
 
 #include "dfar/ckpt/checkpoint.h"
 #include "dfar/core/error.h"
+#include "helpers/test_util.h"
 
 namespace dfar {
 namespace {
+
+using testing::ErrorOf;
+using testing::ErrorOrEmpty;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -74,17 +78,6 @@ bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-std::string ErrorOf(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  } catch (const std::exception& e) {
-    return std::string("NOT A dfar::Error: ") + e.what();
-  }
-  return "";
-}
-
 class CheckpointFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -116,7 +109,7 @@ class CheckpointFaultTest : public ::testing::Test {
 
   // Opens the checkpoint and reads every tensor; returns the first error.
   std::string LoadError() {
-    return ErrorOf([&] {
+    return ErrorOrEmpty([&] {
       const auto reader = CheckpointReader::Open(dir_);
       for (const auto& [name, t] : reader.tensors()) reader.ReadAll(name);
     });
@@ -136,11 +129,16 @@ class CheckpointFaultTest : public ::testing::Test {
 };
 
 TEST_F(CheckpointFaultTest, CrashBeforeRenameLeavesThePreviousCheckpoint) {
-  SaveOptions options;
-  options.faults.before_rename = [](const std::string&) { throw std::runtime_error("injected crash before rename"); };
-  CheckpointWriter writer(root_, *comm_, options);
-  const std::string message = ErrorOf([&] { writer.Save(Request(2)); });
-  EXPECT_TRUE(Contains(message, "injected crash before rename")) << message;
+  testing::FaultyFileSystem faulty;
+  faulty.FailOn(testing::FaultyFileSystem::Op::kRename, "step-00000002.tmp");
+  std::string message;
+  {
+    ScopedFileSystem scoped(&faulty);
+    CheckpointWriter writer(root_, *comm_);
+    message = ErrorOf([&] { writer.Save(Request(2)); });
+  }
+  EXPECT_TRUE(Contains(message, "cannot rename")) << message;
+  EXPECT_TRUE(Contains(message, "step-00000002.tmp")) << message;
   // The tmp dir is complete (it even holds an index) yet never taken.
   EXPECT_TRUE(fs::exists(root_ + "/step-00000002.tmp/index.json"));
   EXPECT_FALSE(fs::exists(root_ + "/step-00000002"));
@@ -156,16 +154,22 @@ TEST_F(CheckpointFaultTest, CrashMidShardWriteLeavesThePreviousCheckpoint) {
     SCOPED_TRACE(async ? "async" : "sync");
     SaveOptions options;
     options.async = async;
-    options.faults.after_shard_written = [](const std::string& path) {
-      fs::resize_file(path, fs::file_size(path) / 2);  // As if the process died mid-write.
-      throw std::runtime_error("injected crash while writing " + path);
-    };
-    CheckpointWriter writer(root_, *comm_, options);
-    const std::string message = ErrorOf([&] {
-      writer.Save(Request(2));
-      writer.Wait();
-    });
-    EXPECT_TRUE(Contains(message, "injected crash while writing")) << message;
+    testing::FaultyFileSystem faulty;
+    // The shard's fsync fails after the file was cut in half, as a process
+    // dying mid-write (or a lost write-back) leaves it.
+    faulty.FailOn(testing::FaultyFileSystem::Op::kSync, "step-00000002.tmp/shard-",
+                  [](const std::string& path) { fs::resize_file(path, fs::file_size(path) / 2); });
+    std::string message;
+    {
+      ScopedFileSystem scoped(&faulty);
+      CheckpointWriter writer(root_, *comm_, options);
+      message = ErrorOf([&] {
+        writer.Save(Request(2));
+        writer.Wait();
+      });
+    }
+    EXPECT_TRUE(Contains(message, "fsync of")) << message;
+    EXPECT_TRUE(Contains(message, "shard-00000-of-00001.h5")) << message;
     EXPECT_TRUE(fs::exists(root_ + "/step-00000002.tmp/shard-00000-of-00001.h5"));
     EXPECT_FALSE(fs::exists(root_ + "/step-00000002.tmp/index.json"));
     ExpectStepOneIntact();
@@ -181,16 +185,16 @@ TEST_F(CheckpointFaultTest, BitFlipIsCaughtByReadAndVerify) {
   WriteText(shard_, bytes);
 
   const auto reader = CheckpointReader::Open(dir_);
-  const std::string message = ErrorOf([&] { reader.ReadAll(kFlat); });
+  const std::string message = ErrorOrEmpty([&] { reader.ReadAll(kFlat); });
   EXPECT_TRUE(Contains(message, "tensor 'optimizer/flat'") && Contains(message, "checksum mismatch") &&
               Contains(message, "shard-00000-of-00001.h5"))
       << message;
   // A partial read of the damaged chunk is caught too; the clean chunk and
   // the other tensor still read.
   std::vector<uint8_t> part(10);
-  EXPECT_TRUE(Contains(ErrorOf([&] { reader.Read(kFlat, 2000, 2010, part.data()); }), "checksum mismatch"));
+  EXPECT_TRUE(Contains(ErrorOrEmpty([&] { reader.Read(kFlat, 2000, 2010, part.data()); }), "checksum mismatch"));
   std::vector<uint8_t> first(1000);
-  EXPECT_EQ(ErrorOf([&] { reader.Read(kFlat, 0, 1000, first.data()); }), "");
+  EXPECT_EQ(ErrorOrEmpty([&] { reader.Read(kFlat, 0, 1000, first.data()); }), "");
   EXPECT_EQ(first, std::vector<uint8_t>(flat.begin(), flat.begin() + 1000));
   EXPECT_EQ(reader.ReadAll(kBias), Pattern(1001));
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # launch/{train,eval,local}.sh: the mpirun command and rank table they build,
 # their usage errors, and (through stand-in launchers) exit codes and the
-# SIGTERM -> SIGUSR1 hand-off. Needs no dfar binary and no GPU; the real
+# SIGTERM -> SIGUSR1 hand-off. Needs no GPU; the rank table's devices come
+# from the dfar binary (`dfar config device`, the one device rule); the real
 # mpirun is used only where installed.
 # $out comes from lib.sh's expect_ok / expect_error (SC2154); the stand-in
 # scripts written below expand their own variables (SC2016).
@@ -55,7 +56,9 @@ contains dry-env "-np 3 "
 contains dry-env "-x OMP_NUM_THREADS=2 "
 contains dry-env "-x DFAR_LOG -x NCCL_DEBUG -x NCCL_IB_HCA -x PATH"
 contains dry-env "--mca btl self,tcp /opt/dfar/bin/dfar train --config $cfg train.lr=1e-3 'run.note=two words'"
-has_line dry-env '^ +2 +localhost +2 +cpu +2$'
+# DFAR names a binary that is not here: the rank table cannot ask it for devices.
+has_line dry-env '^ +2 +localhost +2 +\? +2$'
+contains dry-env "devices show as ? until /opt/dfar/bin/dfar is built"
 
 # A hostfile: ranks fill each host's slots in order; no --oversubscribe.
 printf '# two nodes\nnodeA slots=2\n\nnodeB slots=2 max_slots=4\n' >"$TMP/hosts"
@@ -87,6 +90,25 @@ contains dry-visible "-x CUDA_VISIBLE_DEVICES"
 contains dry-visible "1 GPU(s) per host"
 expect_ok dry-force-cpu "${clean[@]}" PATH="$TMP/gpubin:$PATH" NP=2 CONFIG=$cfg launch/train.sh --dry-run model.device=cpu
 has_line dry-force-cpu '^ +1 +localhost +1 +cpu '
+
+# One GPU per rank (SLURM --gpus-per-task=1, one GPU per pod): each rank sees
+# one device, so every local rank takes cuda:0, as the binary decides.
+expect_ok per-rank-gpu "$DFAR" config device --device cuda --gpus 1 0 1 2 3
+[ "$(tr '\n' ' ' <<<"$out")" = "cuda:0 cuda:0 cuda:0 cuda:0 " ] || fail "per-rank-gpu: got $out"
+expect_ok all-gpus "$DFAR" config device --gpus 8 0 3 7
+[ "$(tr '\n' ' ' <<<"$out")" = "cuda:0 cuda:3 cuda:7 " ] || fail "all-gpus: got $out"
+expect_ok cpu-many-ranks "$DFAR" config device --device cpu --gpus 1 0 1 2
+[ "$(tr '\n' ' ' <<<"$out")" = "cpu cpu cpu " ] || fail "cpu-many-ranks: got $out"
+expect_error cuda-none "$DFAR" config device --device cuda --gpus 0 0
+contains cuda-none "no CUDA device is visible"
+expect_ok dry-one-gpu-each "${clean[@]}" GPUS_PER_HOST=1 NP=3 CONFIG=$cfg launch/train.sh --dry-run
+has_line dry-one-gpu-each '^ +2 +localhost +2 +cuda:0 '
+
+# A torchrun-style environment without an MPI launcher is refused, naming
+# both world sizes, instead of starting separate one-rank runs.
+expect_error torchrun-env env RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 "$DFAR" train --config configs/tiny-lora-lr.yaml \
+  run.dir="$TMP/torchrun" train.max_steps=1
+contains torchrun-env "says world size 2 but MPI started 1 rank(s)"
 
 # Usage errors exit 2 with a message naming the variable.
 for bad in abc 0 -1 2x 1.5; do

@@ -100,4 +100,21 @@ print(f"flight recorder: {len(c)} collectives, pending #{c[-1]['seq']} {c[-1]['k
 PY
 fi
 
+# ---- (c) SIGTERM while a collective is stalled ---------------------------------
+# The one stop-signal handler feeds the watchdog: rank 0, stuck in a
+# collective that rank 1 (stopped) never joins, gets SIGTERM. It must print
+# the stall diagnosis at once (naming rank 1), and the job must still end
+# non-zero (the stop protocol cannot complete, so the deadline ends it).
+if start_job "$TMP/term"; then
+  kill -STOP "$pid1"
+  sleep 2  # Longer than the watchdog's signal_pending_s (1 s).
+  kill -TERM "$pid0"
+  wait_gone term $((DEADLINE + 30)) "$pid0"
+  echo "term: job ended ${took}s after SIGTERM of stalled rank 0, exit $rc"
+  kill -KILL "$pid1" 2> /dev/null
+  out=$(cat "$TMP/term/logs/rank-00000.log" "$TMP/term.out" 2> /dev/null)
+  grep -q "stop signal 15 received" <<< "$out" || fail "term: no stall diagnosis for the stop signal"$'\n'"$(tail -30 <<< "$out")"
+  names_rank1 term "$TMP/term" "STOPPED|STALE"
+fi
+
 finish

@@ -7,26 +7,17 @@
 #include <string>
 
 #include "dfar/core/error.h"
+#include "helpers/test_util.h"
 
 namespace dfar {
 namespace {
+
+using testing::ErrorOf;
 
 std::string WriteTemp(const std::string& name, const std::string& text) {
   const std::string path = ::testing::TempDir() + "/" + name;
   std::ofstream(path) << text;
   return path;
-}
-
-// Runs fn, expects a dfar::Error, returns its message.
-template <typename Fn>
-std::string ErrorOf(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  ADD_FAILURE() << "expected dfar::Error";
-  return "";
 }
 
 TEST(ConfigTest, DefaultsAreValid) {

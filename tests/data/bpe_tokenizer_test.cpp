@@ -17,10 +17,13 @@
 #include <thread>
 
 #include "dfar/core/error.h"
-#include "dfar/model/gguf.h"
+#include "dfar/weights/gguf.h"
+#include "helpers/test_util.h"
 
 namespace dfar {
 namespace {
+
+using testing::ErrorOf;
 
 using nlohmann::json;
 
@@ -68,17 +71,6 @@ int32_t Id(const Tokenizer& t, const std::string& raw) {
   }
   ADD_FAILURE() << "no token for '" << raw << "'";
   return -1;
-}
-
-template <typename Fn>
-std::string ErrorOf(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  ADD_FAILURE() << "expected dfar::Error";
-  return "";
 }
 
 // A fresh directory under $TMPDIR, removed with everything in it at scope exit.

@@ -26,6 +26,7 @@ class ByteTokenizer : public Tokenizer {
   std::string Piece(int32_t id) const override { return Decode({id}); }
   int64_t vocab_size() const override { return 266; }
   int32_t bos_id() const override { return bos_; }
+  bool add_bos() const override { return bos_ >= 0; }
   int32_t eos_id() const override { return 2; }
   int32_t pad_id() const override { return 0; }
   std::string kind() const override { return "byte"; }

@@ -10,26 +10,18 @@
 #include <vector>
 
 #include "dfar/core/error.h"
+#include "helpers/test_util.h"
 
 namespace dfar {
 namespace {
+
+using testing::ErrorOf;
 
 namespace fs = std::filesystem;
 
 const std::string kFixtures = DFAR_SOURCE_DIR "/tests/fixtures/csv/";
 const std::string kTrain = DFAR_SHARED_DIR "/data/dfar/DFAR_trainset.csv";
 const std::string kTest = DFAR_SHARED_DIR "/data/dfar/DFAR_testset.csv";
-
-// The dfar::Error message thrown by fn, or a test failure if none is thrown.
-std::string ErrorOf(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  ADD_FAILURE() << "expected a dfar::Error";
-  return "";
-}
 
 void ExpectError(const std::function<void()>& fn, const std::vector<std::string>& parts) {
   const std::string message = ErrorOf(fn);

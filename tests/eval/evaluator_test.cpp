@@ -17,6 +17,7 @@ namespace {
 // 0 pad, 1 bos, 2 eos, 3.. characters ' '..'|'.
 class CharTokenizer : public Tokenizer {
  public:
+  explicit CharTokenizer(bool add_bos = true) : add_bos_(add_bos) {}
   std::vector<int32_t> Encode(std::string_view text) const override {
     std::vector<int32_t> ids;
     for (char c : text) ids.push_back(3 + (static_cast<unsigned char>(c) - 32 + 93) % 93);
@@ -31,9 +32,13 @@ class CharTokenizer : public Tokenizer {
   std::string Piece(int32_t id) const override { return Decode({id}); }
   int64_t vocab_size() const override { return 96; }
   int32_t bos_id() const override { return 1; }
+  bool add_bos() const override { return add_bos_; }
   int32_t eos_id() const override { return 2; }
   int32_t pad_id() const override { return 0; }
   std::string kind() const override { return "char"; }
+
+ private:
+  bool add_bos_;
 };
 
 class EvaluatorTest : public ::testing::Test {
@@ -70,14 +75,28 @@ class EvaluatorTest : public ::testing::Test {
   std::vector<Example> examples_;
 };
 
-TEST_F(EvaluatorTest, PromptIdsAreBosPlusTheRenderedPrompt) {
-  CharTokenizer tok;
+// The eval prompt is exactly the training sequence up to the target, for a
+// tokenizer that adds BOS and for one that has a BOS id but does not add it
+// (as SmolLM2: bos_token_id <|im_start|>, add_bos_token false).
+TEST_F(EvaluatorTest, EvalPromptIdsArePrefixOfTrainingIdsWithAndWithoutBos) {
   PromptTemplate t;
   t.prompt = "Q {statement} A";
-  const auto ids = EvalPromptIds(tok, t, "xy");
-  ASSERT_EQ(ids.size(), 7u);
-  EXPECT_EQ(ids[0], 1);
-  EXPECT_EQ(tok.Decode(ids), "Q xy A");
+  t.target_l = " {label}";
+  t.ethical_word = "ethical";
+  t.unethical_word = "unethical";
+  Example ex;
+  ex.statement = "xy";
+  ex.label = 1;
+  for (bool add_bos : {true, false}) {
+    CharTokenizer tok(add_bos);
+    const auto prompt = PromptIds(tok, t, ex.statement);
+    const TokenizedExample train = Tokenize(tok, Render(t, ex, Objective::kLabel), 0, 64);
+    ASSERT_EQ(static_cast<int64_t>(prompt.size()), train.prompt_len) << "add_bos " << add_bos;
+    EXPECT_TRUE(std::equal(prompt.begin(), prompt.end(), train.ids.begin())) << "add_bos " << add_bos;
+    EXPECT_EQ(prompt.size(), add_bos ? 7u : 6u);
+    EXPECT_EQ(prompt[0] == tok.bos_id(), add_bos);
+    EXPECT_EQ(tok.Decode(prompt), "Q xy A");
+  }
 }
 
 TEST_F(EvaluatorTest, GenerateIsBatchInvariantAndInOrder) {
@@ -99,7 +118,8 @@ TEST_F(EvaluatorTest, GenerateIsBatchInvariantAndInOrder) {
   EXPECT_GT(one.ranks[0].generated_tokens, 0);
 }
 
-// log p(" ethical" | prompt) by an unbatched forward over the same ids.
+// Mean log p per token of " ethical" given the prompt, by an unbatched
+// forward over the same ids.
 double ReferenceLogLikelihood(PretrainedModel& m, const PromptTemplate& t, const Example& ex, int label) {
   Example e = ex;
   e.label = label;
@@ -111,7 +131,7 @@ double ReferenceLogLikelihood(PretrainedModel& m, const PromptTemplate& t, const
   double sum = 0;
   for (size_t t = static_cast<size_t>(te.prompt_len); t < te.ids.size(); ++t)
     sum += logp[static_cast<int64_t>(t) - 1][te.ids[t]].item<double>();
-  return sum;
+  return sum / static_cast<double>(te.ids.size() - static_cast<size_t>(te.prompt_len));
 }
 
 TEST_F(EvaluatorTest, LikelihoodMatchesAnUnbatchedReference) {

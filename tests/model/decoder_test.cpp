@@ -10,7 +10,7 @@
 #include "dfar/model/decoder.h"
 #include "dfar/model/name_adapter.h"
 #include "dfar/model/pretrained.h"
-#include "dfar/model/safetensors.h"
+#include "dfar/weights/safetensors.h"
 
 namespace dfar {
 namespace {

@@ -21,8 +21,8 @@
 
 #include "dfar/core/error.h"
 #include "dfar/data/bpe_tokenizer.h"
-#include "dfar/model/gguf.h"
-#include "dfar/model/safetensors.h"
+#include "dfar/weights/gguf.h"
+#include "dfar/weights/safetensors.h"
 
 namespace dfar {
 namespace {

@@ -19,12 +19,13 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "dfar/data/collate.h"
 #include "dfar/data/csv.h"
 #include "dfar/data/prompt_template.h"
 #include "dfar/data/tokenizer.h"
 #include "dfar/model/generate.h"
 #include "dfar/model/pretrained.h"
-#include "dfar/model/safetensors.h"
+#include "dfar/weights/safetensors.h"
 
 namespace dfar {
 namespace {
@@ -136,6 +137,37 @@ TEST(SmolLM2GoldenTest, LogitsAndGreedyTokensMatchTransformers) {
   const std::vector<int64_t> want_free = ReadIds(*golden, "greedy_ids_no_eos");
   ASSERT_EQ(want_free.size(), 20u);
   EXPECT_EQ(Widen(free.ids), want_free) << free.text;
+}
+
+// The one prompt recipe with the real SmolLM2 tokenizer, which has a BOS id
+// (<|im_start|> = 1) but does not add it: the ids that the evaluator
+// prompts with are exactly the training ids up to the target, for both
+// objectives and every template, and neither starts with BOS.
+TEST(SmolLM2GoldenTest, EvalPromptIsTheTrainingPrefixWithTheRealTokenizer) {
+  const std::string gguf = GgufPath();
+  if (!fs::exists(gguf)) GTEST_SKIP() << gguf << " is absent; run scripts/fetch_model.sh";
+  PretrainedModel model = LoadPretrained(gguf);
+  ASSERT_TRUE(model.tokenizer);
+  const Tokenizer& tok = *model.tokenizer;
+  ASSERT_GE(tok.bos_id(), 0);
+  ASSERT_FALSE(tok.add_bos());
+  const auto templates = TemplateLibrary::Load(std::string(DFAR_SOURCE_DIR) + "/configs/templates.yaml");
+  Example ex;
+  ex.statement = "I told my friend the truth even though it hurt.";
+  ex.label = 0;
+  ex.reason = "Honesty respects the friend.";
+  for (const std::string name : {"llama2", "mistral", "chatml"}) {
+    const PromptTemplate& tmpl = templates.Find(name);
+    const std::vector<int32_t> prompt = PromptIds(tok, tmpl, ex.statement);
+    // No BOS is added: the ids are the prompt text's own (chatml's text
+    // itself starts with <|im_start|>, which is also the BOS id).
+    EXPECT_EQ(prompt, tok.Encode(RenderPrompt(tmpl, ex.statement))) << name;
+    for (Objective objective : {Objective::kLabel, Objective::kLabelReason}) {
+      const TokenizedExample train = Tokenize(tok, Render(tmpl, ex, objective), 0, 512);
+      ASSERT_EQ(static_cast<int64_t>(prompt.size()), train.prompt_len) << name;
+      EXPECT_TRUE(std::equal(prompt.begin(), prompt.end(), train.ids.begin())) << name;
+    }
+  }
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include "dfar/ckpt/checkpoint.h"
 #include "dfar/core/error.h"
+#include "helpers/test_util.h"
 #include "mpi_test_main.h"
 
 namespace dfar {
@@ -190,29 +191,30 @@ TEST_F(CkptMpiTest, FailureOnOneRankFailsEveryRankAndKeepsThePrevious) {
   CheckpointWriter(root_, *comm_).Save(RankRequest(1, rank, n));
   const std::string previous = FindLatestCheckpoint(root_);
 
-  SaveOptions crash_last;
-  if (rank == n - 1) {
-    crash_last.faults.after_shard_written = [](const std::string&) { throw std::runtime_error("simulated crash"); };
-  }
-  try {
-    CheckpointWriter(root_, *comm_, crash_last).Save(RankRequest(2, rank, n));
-    ADD_FAILURE() << "save with a crashed rank succeeded";
-  } catch (const Error& e) {
-    EXPECT_NE(e.message().find("rank " + std::to_string(n - 1) + ": simulated crash"), std::string::npos)
-        << e.message();
+  {
+    testing::FaultyFileSystem crash_last;
+    if (rank == n - 1) crash_last.FailOn(testing::FaultyFileSystem::Op::kSync, "step-00000002.tmp/shard-");
+    ScopedFileSystem scoped(&crash_last);
+    try {
+      CheckpointWriter(root_, *comm_).Save(RankRequest(2, rank, n));
+      ADD_FAILURE() << "save with a crashed rank succeeded";
+    } catch (const Error& e) {
+      EXPECT_NE(e.message().find("rank " + std::to_string(n - 1) + ": fsync of"), std::string::npos) << e.message();
+    }
   }
   comm_->Barrier();
   EXPECT_EQ(FindLatestCheckpoint(root_), previous);
 
-  SaveOptions crash_root;
-  if (rank == 0) {
-    crash_root.faults.before_rename = [](const std::string&) { throw std::runtime_error("crash before rename"); };
-  }
-  try {
-    CheckpointWriter(root_, *comm_, crash_root).Save(RankRequest(3, rank, n));
-    ADD_FAILURE() << "save with a failed commit succeeded";
-  } catch (const Error& e) {
-    EXPECT_NE(e.message().find("not committed: crash before rename"), std::string::npos) << e.message();
+  {
+    testing::FaultyFileSystem crash_root;
+    if (rank == 0) crash_root.FailOn(testing::FaultyFileSystem::Op::kRename, "step-00000003.tmp");
+    ScopedFileSystem scoped(&crash_root);
+    try {
+      CheckpointWriter(root_, *comm_).Save(RankRequest(3, rank, n));
+      ADD_FAILURE() << "save with a failed commit succeeded";
+    } catch (const Error& e) {
+      EXPECT_NE(e.message().find("not committed: cannot rename"), std::string::npos) << e.message();
+    }
   }
   comm_->Barrier();
   EXPECT_EQ(FindLatestCheckpoint(root_), previous);

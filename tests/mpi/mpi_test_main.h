@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 
 namespace dfar::testing {
 

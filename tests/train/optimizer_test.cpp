@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 #include "dfar/train/flat_params.h"
 
 namespace dfar {

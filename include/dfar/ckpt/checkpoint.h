@@ -35,7 +35,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 
 namespace dfar {
 
@@ -59,18 +59,13 @@ struct SaveRequest {
   std::vector<ChunkToWrite> chunks;  // This rank's chunks.
 };
 
-// Fault injection for tests (leveldb-style): each hook, if set, is called at
-// its point of the protocol and may throw to simulate a crash there.
-struct CheckpointFaults {
-  std::function<void(const std::string& shard_path)> after_shard_written;
-  std::function<void(const std::string& tmp_dir)> before_rename;
-};
-
 struct SaveOptions {
   int keep_last = 0;   // Keep the newest K complete checkpoints (0 = keep all).
   bool async = false;  // Write shards in a background thread; see CheckpointWriter.
-  CheckpointFaults faults;
 };
+// Crashes and I/O errors at any point of the protocol are injected through
+// the file-system seam (dfar/core/file_util.h: ScopedFileSystem): a failed
+// shard fsync, index write or rename is exactly what a crash there leaves.
 
 // Saves checkpoints under `root`. With async, Save() returns once the shard
 // bytes are handed to a background writer; the commit (barrier, index,

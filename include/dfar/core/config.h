@@ -72,6 +72,11 @@ struct SamplerConfig {
 // Optimisation. Defaults are the paper's: AdamW, lr 2e-4 constant after a
 // 3% warmup, weight decay 0.001, clipping at global norm 0.3.
 struct TrainConfig {
+  // adamw: the paper's. sgd: p -= lr * (g + wd * p), no momentum; its update
+  // is linear in the gradients, so rounding differences pass through
+  // unamplified (the equivalence tests use it). Its moments stay allocated
+  // (zeros) so that checkpoints keep one layout.
+  std::string optimizer = "adamw";
   double lr = 2e-4;
   std::string schedule = "constant";  // constant|linear|cosine, all after warmup.
   double warmup_ratio = 0.03;         // Fraction of total steps spent warming up.
@@ -88,8 +93,9 @@ struct TrainConfig {
 // Which model and how it computes.
 struct ModelSection {
   std::string path = ".cache/models/smollm2-135m-instruct.gguf";  // .gguf file or HF directory.
-  std::string device = "auto";            // auto|cpu|cuda: auto takes this rank's GPU if one exists.
-  std::string dtype = "auto";             // auto|fp32|bf16: auto = bf16 on CUDA, fp32 on CPU.
+  std::string device = "auto";  // auto|cpu|cuda: auto takes this rank's GPU if one exists.
+  std::string dtype =
+      "auto";  // auto|fp32|bf16: auto = bf16 on CUDA; on CPU bf16 only where a probe GEMM shows it faster.
   std::string attention = "sdpa";         // sdpa (fused where libtorch has it) | math (reference).
   bool activation_checkpointing = false;  // Recompute blocks in backward: less memory, ~1/3 more compute.
 };

@@ -4,8 +4,9 @@
 //   OpenMPI  OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK,LOCAL_SIZE}
 //   SLURM    SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID
 //   torchrun RANK, WORLD_SIZE, LOCAL_RANK
-// With none, the process is rank 0 of 1. Local rank k binds to CUDA device k
-// (when CUDA devices exist); otherwise the device is "cpu".
+// With none, the process is rank 0 of 1. The device is not decided here:
+// the run setup sets `device` from the one device rule
+// (dfar/runtime/placement.h), so the topology line shows what was chosen.
 // Failure: throws dfar::Error naming the variable for a malformed value or a
 // rank outside [0, size).
 // Thread-safety: DiscoverWorld reads the environment; call it from main.
@@ -22,7 +23,7 @@ struct World {
   int local_size = 1;
   std::string launcher = "none";  // "openmpi", "slurm", "torchrun", "none".
   std::string host;
-  std::string device = "cpu";  // "cpu" or "cuda:K".
+  std::string device = "cpu";  // "cpu" or "cuda:K", as placed by the run setup.
   int threads = 1;             // Intra-op threads this rank uses.
 
   bool is_root() const { return rank == 0; }
@@ -30,8 +31,7 @@ struct World {
   std::string TopologyLine() const;
 };
 
-// Reads the environment. `cuda_devices` is the number of visible CUDA devices
-// (0 on CPU-only builds or hosts).
-World DiscoverWorld(int cuda_devices = 0);
+// Reads the environment.
+World DiscoverWorld();
 
 }  // namespace dfar

@@ -31,8 +31,16 @@ struct TokenizedExample {
   bool truncated = false;    // The target was cut to fit max_len.
 };
 
-// Tokenises prompt and target separately (so the boundary is exact), adds BOS
-// (if the tokenizer has one) and EOS. If longer than max_len the target is cut
+// The one prompt recipe: BOS when the tokenizer adds one (tok.add_bos()),
+// then the encoded prompt text. Training (through Tokenize), both eval modes
+// and `dfar generate` build prompts only through it, so evaluation scores
+// exactly the prompt that training built.
+std::vector<int32_t> PromptIds(const Tokenizer& tok, const std::string& prompt_text);
+// The prompt of `statement` under `tmpl` (RenderPrompt, then the above).
+std::vector<int32_t> PromptIds(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& statement);
+
+// Tokenises prompt (PromptIds) and target separately (so the boundary is
+// exact) and adds EOS. If longer than max_len the target is cut
 // from its end; a prompt that leaves no room for one target token is an error
 // naming the example.
 TokenizedExample Tokenize(const Tokenizer& tok, const RenderedExample& rendered, int64_t index, int64_t max_len);

@@ -27,8 +27,10 @@ class Tokenizer {
   virtual int64_t vocab_size() const = 0;
   virtual int32_t bos_id() const = 0;  // -1 if none.
   // Whether sequences start with BOS (SentencePiece Llama models: yes; GPT-2
-  // style BPE such as SmolLM2: only if its metadata says so).
-  virtual bool add_bos() const { return bos_id() >= 0; }
+  // style BPE such as SmolLM2: only if its metadata says so). Having a BOS id
+  // is not enough: SmolLM2 has one (<|im_start|>) and never prepends it. The
+  // one prompt recipe (PromptIds, collate.h) reads only this.
+  virtual bool add_bos() const = 0;
   virtual int32_t eos_id() const = 0;  // -1 if none.
   virtual int32_t pad_id() const = 0;  // Falls back to eos_id when the vocab has no pad.
   // "sentencepiece", "bpe".

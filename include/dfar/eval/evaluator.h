@@ -27,19 +27,17 @@
 #include <string>
 #include <vector>
 
+#include "dfar/comm/communicator.h"
 #include "dfar/core/config.h"
 #include "dfar/core/world.h"
 #include "dfar/data/example.h"
 #include "dfar/data/prompt_template.h"
-#include "dfar/dist/communicator.h"
 #include "dfar/eval/report.h"
 #include "dfar/eval/results.h"
 #include "dfar/model/pretrained.h"
+#include "dfar/runtime/run_setup.h"
 
 namespace dfar {
-
-// The prompt's token ids as training builds them (see above).
-std::vector<int32_t> EvalPromptIds(const Tokenizer& tok, const PromptTemplate& tmpl, const std::string& statement);
 
 // Not collective: scores `examples` on this process in batches of
 // eval.batch_size and adds to *stats (examples, tokens; not seconds).
@@ -53,10 +51,10 @@ GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std
 // eval.out_dir, or <run.dir>/eval when it is empty.
 std::string EvalOutDir(const Config& config);
 
-// Moves the model to this rank's device and the configured dtype (model.device,
-// model.dtype) and sets the intra-op threads (OMP_NUM_THREADS, else the cores
-// shared among the node's ranks).
-void PlaceForEval(PretrainedModel& model, const Config& config, const World& world);
+// Moves the model to the run setup's device and dtype (the one placement
+// rule, dfar/runtime/placement.h) and sets the intra-op threads
+// (OMP_NUM_THREADS, else the cores shared among the node's ranks).
+void PlaceForEval(PretrainedModel& model, const RunSetup& setup);
 
 // Collective: loads data.test (eval.limit rows chosen by eval.subset), Evaluate, builds the
 // report; rank 0 writes it (report.h) into EvalOutDir. Returns the report on

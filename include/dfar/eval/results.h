@@ -23,7 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 #include "dfar/eval/verdict.h"
 
 namespace dfar {
@@ -39,7 +39,7 @@ struct ExampleResult {
   int64_t prompt_tokens = 0;
   int64_t generated_tokens = 0;
   std::string stop_reason;     // "eos", "stop_string", "length"; "" in likelihood mode.
-  double logprob_ethical = 0;  // Likelihood mode: log p(target | prompt) per label.
+  double logprob_ethical = 0;  // Likelihood mode: mean log p per token of the label continuation.
   double logprob_unethical = 0;
   bool parsed() const { return predicted != kUnparseable; }
 };

@@ -18,7 +18,7 @@
 
 #include <vector>
 
-#include "dfar/model/model_config.h"
+#include "dfar/weights/model_config.h"
 
 namespace dfar {
 

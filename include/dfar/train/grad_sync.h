@@ -23,7 +23,7 @@
 #include <mutex>
 #include <vector>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 #include "dfar/train/flat_params.h"
 
 namespace dfar {

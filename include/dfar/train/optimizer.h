@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 #include "dfar/train/flat_params.h"
 
 namespace dfar {
@@ -20,6 +20,9 @@ namespace dfar {
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double weight_decay = 0.0;
+  // Plain SGD instead (p -= lr * (g + wd * p), decay mask as for AdamW);
+  // the moments are kept, as zeros, so the checkpoint layout is one.
+  bool sgd = false;
   // CPU fp32/bf16: one fused pass over memory per step (3-4x faster than the
   // tensor-op form, which CUDA and tests use). Same math, fp32 throughout.
   bool fused = true;
@@ -48,6 +51,8 @@ class AdamW {
   int64_t state_bytes() const;
 
  private:
+  void SgdStep(double lr);
+
   FlatParameters& flat_;
   std::vector<std::pair<int64_t, int64_t>> owned_;
   std::vector<int64_t> compact_offsets_;

@@ -17,7 +17,7 @@
 #include <memory>
 #include <vector>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 #include "dfar/model/decoder.h"
 #include "dfar/train/flat_params.h"
 #include "dfar/train/grad_sync.h"

@@ -12,11 +12,15 @@
 // Thread-safety: one Trainer per process, on the main thread.
 #pragma once
 
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
+#include "dfar/comm/communicator.h"
 #include "dfar/core/config.h"
-#include "dfar/dist/communicator.h"
 
 namespace dfar {
 
@@ -25,6 +29,12 @@ struct TrainOptions {
   bool overwrite = false;  // Delete an existing run dir first.
   bool watchdog = true;    // Arm the collective watchdog (once per communicator; tests that train
                            // repeatedly on one communicator turn it off).
+  // Called after each optimizer step's gradients are reduced across ranks,
+  // before clipping, with every trainable tensor's gradient (fp32 copies, by
+  // parameter name). Valid in full at ZeRO 0 and 1; at ZeRO 2 a rank holds
+  // only its own shard. For diagnostics (gradient statistics) and the
+  // equivalence tests; costs a copy of the gradients when set.
+  std::function<void(int64_t step, const std::map<std::string, torch::Tensor>& grads)> observe_gradients;
 };
 
 struct TrainSummary {

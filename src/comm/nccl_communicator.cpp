@@ -1,4 +1,4 @@
-// NCCL backend: see include/dfar/dist/nccl_communicator.h. The events-on-
+// NCCL backend: see include/dfar/comm/nccl_communicator.h. The events-on-
 // streams protocol (record on compute, wait on comm, and back) is what lets
 // all-reduce of bucket k overlap the backward kernels of bucket k+1.
 #include <cuda_runtime.h>
@@ -6,8 +6,8 @@
 
 #include <cstring>
 
+#include "dfar/comm/nccl_communicator.h"
 #include "dfar/core/error.h"
-#include "dfar/dist/nccl_communicator.h"
 
 namespace dfar {
 namespace {

@@ -2,7 +2,7 @@
 // staleness, naming of missing ranks, the flight recorder ring) and the
 // monitor's three triggers (deadline, a dead peer on this host, a stop
 // signal) with a fake abort function.
-#include "dfar/dist/watchdog.h"
+#include "dfar/comm/watchdog.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

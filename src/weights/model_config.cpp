@@ -1,4 +1,4 @@
-#include "dfar/model/model_config.h"
+#include "dfar/weights/model_config.h"
 
 #include <nlohmann/json.hpp>
 
@@ -6,7 +6,7 @@
 #include <fstream>
 
 #include "dfar/core/error.h"
-#include "dfar/model/gguf.h"
+#include "dfar/weights/gguf.h"
 
 namespace dfar {
 namespace {

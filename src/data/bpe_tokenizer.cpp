@@ -25,7 +25,7 @@
 #include <unordered_map>
 
 #include "dfar/core/error.h"
-#include "dfar/model/gguf.h"
+#include "dfar/weights/gguf.h"
 
 namespace dfar {
 

@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "dfar/core/error.h"
+#include "dfar/data/collate.h"
 #include "dfar/model/generate.h"
 #include "dfar/model/pretrained.h"
 
@@ -27,8 +28,7 @@ void RunGenerate(const GenerateFlags& f) {
   const bool chatml = m.tokenizer->Encode("<|im_start|>").size() == 1;
   std::string text = f.prompt;
   if (f.chat || (chatml && !f.raw)) text = "<|im_start|>user\n" + f.prompt + "<|im_end|>\n<|im_start|>assistant\n";
-  std::vector<int32_t> ids = m.tokenizer->Encode(text);
-  if (m.tokenizer->add_bos()) ids.insert(ids.begin(), m.tokenizer->bos_id());
+  const std::vector<int32_t> ids = PromptIds(*m.tokenizer, text);
   const auto result = Generate(m.decoder, *m.tokenizer, {ids}, f.options);
   std::printf("%s\n", result[0].text.c_str());
   std::fflush(stdout);

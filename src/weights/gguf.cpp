@@ -5,7 +5,7 @@
 // Every read goes through Cursor, which checks the bytes exist before it
 // touches them, and every count is compared with the bytes left before it
 // drives a loop or an allocation. Arithmetic on sizes is overflow-checked.
-#include "dfar/model/gguf.h"
+#include "dfar/weights/gguf.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

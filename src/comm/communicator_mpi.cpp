@@ -32,9 +32,9 @@
 #include <sstream>
 #include <thread>
 
+#include "dfar/comm/communicator.h"
+#include "dfar/comm/watchdog.h"
 #include "dfar/core/error.h"
-#include "dfar/dist/communicator.h"
-#include "dfar/dist/watchdog.h"
 
 namespace dfar {
 namespace {

@@ -1,4 +1,4 @@
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -108,9 +108,19 @@ bool LaunchedWithMultipleRanks() {
   return DiscoverWorld().size > 1;
 }
 
+// A torchrun-style environment (RANK/WORLD_SIZE) without an MPI launcher
+// makes MPI_Init start N one-rank worlds; N processes would then train
+// independently into one run dir. The sizes must agree, or nothing runs.
 std::unique_ptr<Communicator> MakeHostCommunicator() {
-  if (LaunchedWithMultipleRanks()) return MakeMpiCommunicator();
-  return MakeSingleCommunicator();
+  const World world = DiscoverWorld();
+  if (world.size <= 1) return MakeSingleCommunicator();
+  auto comm = MakeMpiCommunicator();
+  DFAR_CHECK(comm->size() == world.size, "the ", world.launcher, " environment says world size ", world.size,
+             " but MPI started ", comm->size(),
+             " rank(s) in this world: launch dfar with mpirun or srun (an MPI "
+             "launcher); RANK/WORLD_SIZE alone, as torchrun sets them, would start ",
+             world.size, " separate one-rank runs");
+  return comm;
 }
 
 }  // namespace dfar

@@ -74,8 +74,12 @@ class CollectiveSite {
 // Tells every watchdog of the process that SIGTERM or SIGUSR1 arrived. Call
 // it from the signal handler: it only stores to a lock-free atomic.
 void NotifyStopSignal(int sig);
-// The last signal passed to NotifyStopSignal (0: none). For tests.
+// The last signal passed to NotifyStopSignal (0: none): the trainer's stop
+// flag and the watchdog's stall diagnosis read this one value.
 int StopSignalSeen();
+// Installs the SIGTERM and SIGUSR1 handler that calls NotifyStopSignal (the
+// run setup does this for every command that runs a model).
+void InstallStopSignalHandlers();
 void ResetStopSignalForTest();
 
 // One collective, as the flight recorder keeps it. Times are wall-clock

@@ -11,7 +11,7 @@
 // heartbeat to look stale, so a peer on this host is checked by pid every
 // tick while a collective is pending, and the diagnosis is written within a
 // tick of both facts being true.
-#include "dfar/dist/watchdog.h"
+#include "dfar/comm/watchdog.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -33,6 +34,7 @@
 #include <sstream>
 
 #include "dfar/core/error.h"
+#include "dfar/core/file_util.h"
 
 namespace dfar {
 namespace {
@@ -85,27 +87,6 @@ std::string Seconds1(double s) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f s", s);
   return buf;
-}
-
-// Writes `text` to path via path.tmp + rename. Returns "" or the error.
-std::string WriteAtomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return "cannot create " + tmp + ": " + std::strerror(errno);
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string err = std::strerror(errno);
-      ::close(fd);
-      return "cannot write " + tmp + ": " + err;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0) return "cannot close " + tmp + ": " + std::strerror(errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return "cannot rename " + tmp + ": " + std::strerror(errno);
-  return "";
 }
 
 // At most `limit` bytes of a file; nullopt if unreadable or larger.
@@ -186,6 +167,13 @@ void NotifyStopSignal(int sig) {
 }
 int StopSignalSeen() {
   return g_stop_signal.load(std::memory_order_relaxed);
+}
+extern "C" void DfarOnStopSignal(int sig) {
+  NotifyStopSignal(sig);
+}
+void InstallStopSignalHandlers() {
+  std::signal(SIGTERM, DfarOnStopSignal);
+  std::signal(SIGUSR1, DfarOnStopSignal);
 }
 void ResetStopSignalForTest() {
   g_stop_signal.store(0);
@@ -505,7 +493,7 @@ std::string CollectiveWatchdog::WriteHeartbeat(const std::string& state) {
   p.pid = ::getpid();
   p.wall = WallSeconds();
   p.state = !state.empty() ? state : aborted_.load() ? "aborting" : p.kind == "finalize" ? "finalizing" : "running";
-  const std::string err = WriteAtomic(ProgressPath(rank_), FormatProgress(p));
+  const std::string err = TryWriteFileAtomic(ProgressPath(rank_), FormatProgress(p), /*durable=*/false);
   static std::atomic<bool> warned{false};
   if (!err.empty() && !warned.exchange(true)) spdlog::warn("collective watchdog heartbeat: {}", err);
   return err;
@@ -561,7 +549,8 @@ void CollectiveWatchdog::WriteFlightRecorder(const std::string& reason, const st
                   {"diagnosis", diagnosis},
                   {"pending_seq", pending ? json(pending->record.seq) : json(nullptr)},
                   {"collectives", records}};
-  const std::string err = WriteAtomic(RecorderPath(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  const std::string err =
+      TryWriteFileAtomic(RecorderPath(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   if (!err.empty()) spdlog::error("flight recorder: {}", err);
 }
 

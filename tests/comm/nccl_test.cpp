@@ -7,7 +7,7 @@
 
 #include <vector>
 
-#include "dfar/dist/nccl_communicator.h"
+#include "dfar/comm/nccl_communicator.h"
 
 namespace dfar {
 namespace {

@@ -2,7 +2,7 @@
 // type, every dequantized ggml type, and hostile input (truncation at every
 // offset, forged counts, random bit flips); a last test reads the real
 // SmolLM2 file from scripts/fetch_model.sh when it is cached.
-#include "dfar/model/gguf.h"
+#include "dfar/weights/gguf.h"
 
 #include <gtest/gtest.h>
 
@@ -17,9 +17,12 @@
 #include <vector>
 
 #include "dfar/core/error.h"
+#include "helpers/test_util.h"
 
 namespace dfar {
 namespace {
+
+using testing::ErrorOf;
 
 // ---------------------------------------------------------------------------
 // A tiny GGUF writer: raw little-endian bytes, and a builder on top.
@@ -112,18 +115,6 @@ class GgufWriter {
 template <typename T>
 std::string Raw(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
-}
-
-// The message of the dfar::Error that `fn` throws; fails the test if none.
-template <typename Fn>
-std::string ErrorOf(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  ADD_FAILURE() << "expected dfar::Error";
-  return "";
 }
 
 std::string ParseError(const std::string& bytes) {

@@ -16,7 +16,7 @@
 #include <memory>
 #include <string>
 
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 
 namespace dfar {
 

@@ -1,4 +1,4 @@
-#include "dfar/model/safetensors.h"
+#include "dfar/weights/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dfar/core/error.h"
-#include "dfar/model/gguf.h"  // HalfToFloat, BFloat16ToFloat
+#include "dfar/weights/gguf.h"  // HalfToFloat, BFloat16ToFloat
 
 namespace dfar {
 namespace {

@@ -2,7 +2,7 @@
 //
 // Owns: collectives over raw buffers (host memory for the MPI and single
 // backends, device memory for NCCL). Training code talks only to this
-// interface; no file outside src/dist includes mpi.h or nccl.h.
+// interface; no file outside src/comm includes mpi.h or nccl.h.
 //
 // Ordering: every rank must issue the same collectives in the same order (as
 // with MPI and NCCL). Async calls return a Work handle; the buffer must stay
@@ -21,7 +21,7 @@
 
 namespace dfar {
 
-struct WatchdogOptions;  // dfar/dist/watchdog.h
+struct WatchdogOptions;  // dfar/comm/watchdog.h
 
 enum class DType { kFloat32, kFloat64, kInt32, kInt64, kUInt8, kBFloat16, kFloat16 };
 enum class ReduceOp { kSum, kAvg, kMax, kMin };
@@ -78,7 +78,7 @@ class Communicator {
   // Collective (every rank calls it once, from the issuing thread): from now
   // on a collective pending longer than options.timeout_s makes this rank
   // name the ranks that did not reach it, dump its flight recorder and abort
-  // the job (see dfar/dist/watchdog.h). Backends where nothing can stall
+  // the job (see dfar/comm/watchdog.h). Backends where nothing can stall
   // (single) ignore it. Throws dfar::Error if options.dir cannot be written.
   virtual void EnableWatchdog(const WatchdogOptions& options) { (void)options; }
 };

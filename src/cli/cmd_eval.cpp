@@ -3,11 +3,10 @@
 #include <memory>
 
 #include "commands.h"
+#include "dfar/comm/communicator.h"
 #include "dfar/core/error.h"
 #include "dfar/core/logging.h"
 #include "dfar/core/torch_compat.h"
-#include "dfar/core/world.h"
-#include "dfar/dist/communicator.h"
 #include "dfar/eval/annotations.h"
 #include "dfar/eval/evaluator.h"
 #include "dfar/eval/report.h"
@@ -63,15 +62,15 @@ void ApplyFlags(const EvalFlags& f, Config* config) {
 void RunEval(const EvalFlags& f) {
   DFAR_CHECK(f.model.empty() || f.checkpoint.empty(), "give --model or --checkpoint, not both");
   auto comm = MakeHostCommunicator();
-  const World world = DiscoverWorld(compat::CudaDeviceCount());
   Config config = LoadConfigFromFlags(f.config);
   PretrainedModel model;
   if (!f.checkpoint.empty()) model = LoadCheckpoint(f.checkpoint, &config, f.config);
   ApplyFlags(f, &config);
   InitLogging({comm->rank(), config.run.log_level, EvalOutDir(config), config.run.log_all_ranks_to_console});
-  spdlog::info("eval: {}", world.TopologyLine());
+  RunSetup setup(config.model, *comm);
+  setup.LogTopology();
   if (f.checkpoint.empty()) model = LoadPretrained(config.model.path);
-  PlaceForEval(model, config, world);
+  PlaceForEval(model, setup);
   const EvalReport report = RunEvaluation(model, config, config.model.path, f.checkpoint, *comm);
   if (comm->rank() != 0) return;
   std::printf("%swrote %s (and eval_report.md, predictions.jsonl, annotations.csv)\n", ReportSummary(report).c_str(),

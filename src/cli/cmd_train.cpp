@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "commands.h"
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 #include "dfar/train/trainer.h"
 
 namespace dfar::cli {

@@ -1,5 +1,6 @@
 // `dfar ckpt inspect|verify|export-hf`.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "commands.h"
@@ -53,6 +54,15 @@ void RunExport(const CkptFlags& f) {
 
 }  // namespace
 
+// A run dir or its checkpoints/ dir: the one latest-checkpoint rule
+// (FindLatestCheckpoint), for launchers and sbatch scripts.
+void RunLatest(const CkptFlags& f) {
+  const std::string under = std::filesystem::is_directory(f.dir + "/checkpoints") ? f.dir + "/checkpoints" : f.dir;
+  const std::string latest = FindLatestCheckpoint(under);
+  DFAR_CHECK(!latest.empty(), "no complete checkpoint under ", under);
+  std::printf("%s\n", latest.c_str());
+}
+
 void RegisterCkptCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("ckpt", "inspect, verify or export a sharded checkpoint (a step-N directory)");
   cmd->require_subcommand(1);
@@ -63,6 +73,9 @@ void RegisterCkptCommand(CLI::App& app) {
   auto* verify = cmd->add_subcommand("verify", "re-check every shard and checksum; non-zero exit on corruption");
   verify->add_option("dir", flags->dir, "checkpoint directory")->required();
   verify->callback([flags] { RunVerify(*flags); });
+  auto* latest = cmd->add_subcommand("latest", "print the newest complete checkpoint of a run dir; exit 1 if none");
+  latest->add_option("dir", flags->dir, "run directory (or its checkpoints/ directory)")->required();
+  latest->callback([flags] { RunLatest(*flags); });
   auto* exp = cmd->add_subcommand("export-hf", "write a Hugging Face model (LoRA merged) loadable by transformers");
   exp->add_option("dir", flags->dir, "checkpoint directory")->required();
   exp->add_option("out", flags->out, "output directory (must not exist)")->required();

@@ -1,4 +1,4 @@
-#include "dfar/dist/communicator.h"
+#include "dfar/comm/communicator.h"
 
 #include <gtest/gtest.h>
 
