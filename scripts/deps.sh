@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dfar needs on Debian 12, idempotently: Debian packages that
-# are missing, then the default model (scripts/fetch_model.sh). Safe to rerun.
+# are missing, then the default model (scripts/fetch_model.sh) and the
+# sentence encoder (scripts/fetch_encoder.sh). Safe to rerun.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -32,4 +33,8 @@ fi
 
 if [ -x "$here/fetch_model.sh" ] && [ "${DFAR_SKIP_MODEL:-0}" != 1 ]; then
   "$here/fetch_model.sh"
+fi
+# The sentence encoder that reads generated reasons (eval.encoder).
+if [ "${DFAR_SKIP_MODEL:-0}" != 1 ]; then
+  bash "$here/fetch_encoder.sh"
 fi

@@ -28,6 +28,7 @@ struct EvalFlags {
   std::string objective;
   std::string out;
   std::vector<std::string> reports;
+  std::vector<std::string> compare_annotations;
   std::string annotations;
 };
 
@@ -81,7 +82,12 @@ void RunEval(const EvalFlags& f) {
 void RunCompare(const EvalFlags& f) {
   std::vector<EvalReport> reports;
   for (const std::string& path : f.reports) reports.push_back(ReadReport(path));
-  std::printf("%s", CompareTable(reports).c_str());
+  std::vector<double> human;
+  for (const std::string& path : f.compare_annotations)
+    human.push_back(path.empty() || path == "-" ? -1.0 : ComputeHumanMar(ReadAnnotations(path)).mar);
+  DFAR_CHECK(human.size() <= reports.size(), "eval compare: ", human.size(), " annotation files for ", reports.size(),
+             " reports (give one per report, in the same order; '-' for none)");
+  std::printf("%s", CompareTable(reports, human).c_str());
 }
 
 void RunMar(const EvalFlags& f) {
@@ -99,7 +105,7 @@ void RegisterEvalCommand(CLI::App& app) {
   cmd->add_option("--model,-m", flags->model, "a .gguf file or HF directory (the pre-trained row)");
   cmd->add_option("--checkpoint", flags->checkpoint, "a training checkpoint directory (the L or L+R row)");
   cmd->add_option("--data,-d", flags->data, "test CSV (default: data.test)");
-  cmd->add_option("--objective", flags->objective, "l or lr: which row and whether the MAR proxy applies")
+  cmd->add_option("--objective", flags->objective, "l or lr: which row (L or L+R) the report is")
       ->check(CLI::IsMember({"l", "lr"}));
   cmd->add_option("--out,-o", flags->out, "report directory (default: eval.out_dir, else <run.dir>/eval)");
   AddConfigFlags(*cmd, flags->config);
@@ -109,6 +115,9 @@ void RegisterEvalCommand(CLI::App& app) {
   compare->add_option("reports", flags->reports, "eval_report.json files or directories holding one")
       ->required()
       ->check(CLI::ExistingPath);
+  compare->add_option("--annotations,-a", flags->compare_annotations,
+                      "filled annotations.csv per report, in report order ('-' for none): human MAR beside the "
+                      "automatic one");
   compare->callback([flags] { RunCompare(*flags); });
 
   auto* mar = cmd->add_subcommand("mar", "human MAR from a filled-in annotations.csv");

@@ -75,8 +75,16 @@ EvalReport RunEvaluation(PretrainedModel& model, const Config& config, const std
                          const std::string& checkpoint, Communicator& comm) {
   const ReportInfo info = MakeInfo(config, model_path, checkpoint, comm);
   const std::vector<Example> examples = LoadTestExamples(config);
-  GatheredResults gathered = Evaluate(model, config, examples, comm);
-  EvalReport report = BuildReport(info, gathered.results, gathered.ranks);
+  bool has_reasons = false;
+  for (const Example& ex : examples) has_reasons = has_reasons || !ex.reason.empty();
+  const std::unique_ptr<ReasonJudge> judge = ReasonJudge::Make(config, has_reasons, comm);
+  GatheredResults gathered = Evaluate(model, config, examples, comm, judge.get());
+  ReportOptions options;
+  options.bootstrap_resamples = config.eval.bootstrap_resamples;
+  options.seed = config.run.seed;
+  options.mar_k = config.eval.mar_k;
+  options.encoder = judge ? config.eval.encoder : "";
+  EvalReport report = BuildReport(info, gathered.results, gathered.ranks, options);
   if (comm.rank() == 0) {
     const std::string out_dir = EvalOutDir(config);
     WriteEvalOutputs(out_dir, report, gathered.results);

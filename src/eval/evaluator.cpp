@@ -174,7 +174,7 @@ std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTem
 }
 
 GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std::vector<Example>& examples,
-                         Communicator& comm) {
+                         Communicator& comm, const ReasonJudge* judge) {
   CheckEvalInputs(model, config);
   const auto library = TemplateLibrary::Load(config.prompt.templates_file);
   const PromptTemplate& tmpl = library.Find(config.prompt.template_name);
@@ -192,6 +192,7 @@ GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std
   // about to enter: it travels in the payload and every rank raises it.
   try {
     if (!mine.empty()) results = EvaluateLocal(model, tmpl, config, mine, &stats);
+    if (judge != nullptr) judge->Judge(results);
   } catch (const std::exception& e) {
     error = e.what();
     spdlog::error("eval: rank {} failed: {}", comm.rank(), error);

@@ -63,7 +63,11 @@ nlohmann::json ResultToJson(const ExampleResult& r) {
           {"generated_tokens", r.generated_tokens},
           {"stop_reason", r.stop_reason},
           {"logprob_ethical", r.logprob_ethical},
-          {"logprob_unethical", r.logprob_unethical}};
+          {"logprob_unethical", r.logprob_unethical},
+          {"judged", r.judged},
+          {"similarity", r.similarity},
+          {"reason_label", r.reason_label},
+          {"human_reason_label", r.human_reason_label}};
 }
 
 ExampleResult ResultFromJson(const nlohmann::json& j) {
@@ -80,6 +84,10 @@ ExampleResult ResultFromJson(const nlohmann::json& j) {
   r.stop_reason = j.at("stop_reason").get<std::string>();
   r.logprob_ethical = Number(j, "logprob_ethical");
   r.logprob_unethical = Number(j, "logprob_unethical");
+  r.judged = j.value("judged", false);
+  r.similarity = Number(j, "similarity");
+  r.reason_label = j.value("reason_label", kUnparseable);
+  r.human_reason_label = j.value("human_reason_label", kUnparseable);
   return r;
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 
 #include "dfar/core/error.h"
 
@@ -39,6 +40,10 @@ double BestMs(Fn&& fn) {
 
 // How bf16 compares with fp32 in the probe, in words.
 std::string ProbeText(const Bf16Probe& p) {
+  if (!p.bf16_error.empty()) {
+    const std::string first_line = p.bf16_error.substr(0, p.bf16_error.find('\n'));
+    return "probe GEMM fp32 " + std::to_string(p.fp32_ms) + " ms, bf16 failed (" + first_line + ")";
+  }
   char buf[160];
   std::snprintf(buf, sizeof(buf), "probe GEMM fp32 %.2f ms, bf16 %.2f ms (bf16 %.2fx the speed of fp32)", p.fp32_ms,
                 p.bf16_ms, p.bf16_speedup());
@@ -88,7 +93,14 @@ Bf16Probe ProbeCpuBf16() {
   Bf16Probe p;
   p.fp32_ms = BestMs([&] { (void)torch::mm(x, w); });
   const auto xb = x.to(torch::kBFloat16), wb = w.to(torch::kBFloat16);
-  p.bf16_ms = BestMs([&] { (void)torch::mm(xb, wb); });
+  // A kernel library held below what the CPU reports (ONEDNN_MAX_CPU_ISA
+  // under AVX-512 hardware) can refuse bf16 outright: then bf16 is unusable.
+  try {
+    p.bf16_ms = BestMs([&] { (void)torch::mm(xb, wb); });
+  } catch (const std::exception& e) {
+    p.bf16_ms = std::numeric_limits<double>::infinity();
+    p.bf16_error = e.what();
+  }
   return p;
 }
 
@@ -118,7 +130,10 @@ Placement DecideDtype(const std::string& dtype_key, const torch::Device& device,
     p.reason = std::string("auto on CPU (") + cpu.Text() + "): " + ProbeText(probe) +
                (bf16 ? ", bf16 is faster" : ", fp32 is faster");
   }
-  if (!device.is_cuda() && dtype_key == "bf16" && probe.bf16_speedup() > 0 && probe.bf16_speedup() < 1.0) {
+  if (!device.is_cuda() && dtype_key == "bf16" && !probe.bf16_error.empty()) {
+    p.warning = "model.dtype=bf16, but a bf16 GEMM fails on this CPU and kernel setup (" + cpu.Text() + "; " +
+                ProbeText(probe) + "); model.dtype=auto would pick fp32";
+  } else if (!device.is_cuda() && dtype_key == "bf16" && probe.bf16_speedup() > 0 && probe.bf16_speedup() < 1.0) {
     char buf[256];
     std::snprintf(buf, sizeof(buf),
                   "model.dtype=bf16 on a CPU where bf16 GEMMs run %.1fx slower than fp32 (%s; %s); "

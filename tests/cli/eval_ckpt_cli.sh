@@ -9,7 +9,7 @@ expect_ok train mpi 2 "$DFAR" train --config configs/tiny-lora-lr.yaml run.dir="
   ckpt.every=0 train.eval_every=0
 ckpt="$TMP/run/checkpoints/$(tr -d '\n' < "$TMP/run/checkpoints/latest")"
 for np in 1 3; do
-  expect_ok "eval-np$np" mpi "$np" "$DFAR" eval --checkpoint "$ckpt" --out "$TMP/eval$np" eval.limit=7 \
+  expect_ok "eval-np$np" mpi "$np" "$DFAR" eval --checkpoint "$ckpt" --out "$TMP/eval$np" eval.limit=7 eval.mar_bank=data/samples/dfar_sample.csv \
     eval.batch_size=1 eval.max_new_tokens=4
   [ -s "$TMP/eval$np/eval_report.json" ] && [ -s "$TMP/eval$np/eval_report.md" ] || fail "np=$np wrote no reports"
 done

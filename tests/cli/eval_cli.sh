@@ -41,7 +41,10 @@ if [ ! -f "$GGUF" ]; then
 fi
 
 # ---- 7 examples on 1, 2 and 3 ranks ------------------------------------------
-SMALL=(eval.limit=7 eval.max_new_tokens=4 eval.batch_size=1)
+# Reasons are judged by the real sentence encoder, against the hand-written
+# sample bank (the default bank, the 4,500 DFAR train reasons, takes a minute
+# to embed the first time).
+SMALL=(eval.limit=7 eval.max_new_tokens=4 eval.batch_size=1 eval.mar_bank=data/samples/dfar_sample.csv)
 expect_ok np1 "$DFAR" eval --model "$GGUF" --out "$TMP/np1" "${SMALL[@]}"
 contains np1 "7 examples"
 contains np1 "world 1 (single)"
@@ -59,6 +62,11 @@ for np in 2 3; do
 done
 out=$(cat "$TMP/np3/eval_report.json")
 contains np3-report '"world_size": 3'
+if [ -f .cache/models/all-minilm-l6-v2/model.safetensors ]; then
+  contains np3-report '"judged": true'
+  contains np3-report '"auto_mar": {'
+  contains np3-report '"similarity": {'
+fi
 
 # Batched decoding on 2 ranks: still every example exactly once, in file order.
 expect_ok np2-batched "${MPIRUN[@]}" -np 2 "$DFAR" eval --model "$GGUF" --out "$TMP/np2b" \
@@ -75,15 +83,21 @@ contains mar-unannotated "annotations.csv:2"
 
 # ---- likelihood mode, compare ------------------------------------------------
 expect_ok likelihood "${MPIRUN[@]}" -np 2 "$DFAR" eval --model "$GGUF" --out "$TMP/lik" --objective l \
-  eval.mode=likelihood eval.limit=5
-contains likelihood "5 examples"
+  eval.mode=likelihood eval.limit=7
+contains likelihood "7 examples"
 contains likelihood "unparseable 0.0%"
 
 expect_ok compare "$DFAR" eval compare "$TMP/np1" "$TMP/lik/eval_report.json"
 contains compare "| model"
-contains compare "| accuracy |"
+contains compare "| accuracy [95%]"
 contains compare "pre-trained"
-contains compare "MAR proxy"
+contains compare "auto MAR"
+lacks_text() { case "$out" in *"$2"*) fail "$1: output should not contain '$2'" ;; esac; }
+lacks_text compare "MAR proxy"
+# Reports of different example sets are not paired.
+expect_ok lik5 "$DFAR" eval --model "$GGUF" --out "$TMP/lik5" --objective l eval.mode=likelihood eval.limit=5
+expect_error compare-mismatch "$DFAR" eval compare "$TMP/np1" "$TMP/lik5"
+contains compare-mismatch "cannot be paired: they evaluated different example sets"
 
 # ---- ETHOS: threshold labels, no reasons -------------------------------------
 expect_ok ethos "${MPIRUN[@]}" -np 2 "$DFAR" eval --config configs/eval-ethos.yaml --model "$GGUF" \
@@ -92,7 +106,7 @@ contains ethos "6 examples"
 contains ethos "accuracy "
 contains ethos "/6)"
 out=$(cat "$TMP/ethos/eval_report.json")
-contains ethos-report '"reason": null'
+contains ethos-report '"reasons_all": null'
 contains ethos-report 'Ethos_Dataset_Binary.csv"'
 
 finish

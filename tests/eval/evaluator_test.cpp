@@ -156,11 +156,23 @@ TEST_F(EvaluatorTest, RunEvaluationWritesTheReport) {
   std::ofstream((dir_ / "test.csv").string()) << "Statement,Label,Reason\nfoo,0,ok\nbar,1,bad\nbaz,0,fine\n";
   config_.data.test = (dir_ / "test.csv").string();
   config_.eval.limit = 2;
+  // The real sentence encoder judges the reasons, against a three-row bank.
+  const bool encoder = std::filesystem::exists(config_.eval.encoder + "/model.safetensors");
+  if (!encoder) config_.eval.encoder = "";  // Not fetched (scripts/fetch_encoder.sh): judging off.
+  config_.eval.mar_bank = config_.data.test;
+  config_.eval.mar_k = 1;
   const EvalReport r = RunEvaluation(model_, config_, "tiny-llama", "", *comm);
   EXPECT_EQ(r.n, 2);
   EXPECT_EQ(r.info.world_size, 1);
   EXPECT_EQ(RowLabel(r), "pre-trained");
-  EXPECT_TRUE(r.mar_proxy.has_value());
+  ASSERT_TRUE(r.reasons_all.has_value());
+  EXPECT_EQ(r.reasons_all->judged, encoder);
+  if (encoder) {
+    // With k = 1 and the test rows in the bank, each human reason's nearest
+    // is itself: the rule's ceiling is exactly 100%.
+    ASSERT_TRUE(r.rule_ceiling.has_value());
+    EXPECT_EQ(r.rule_ceiling->k, 2);
+  }
   const EvalReport back = ReadReport(config_.eval.out_dir);
   EXPECT_EQ(back.n, 2);
   EXPECT_EQ(back.info.model, "tiny-llama");

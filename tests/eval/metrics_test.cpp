@@ -93,13 +93,16 @@ TEST(MetricsTest, BleuBrevityPenalty) {
   EXPECT_NEAR(s.bleu, std::exp(-0.2), kTol);
 }
 
-TEST(MetricsTest, BleuClipsCountsAndHasNoSmoothing) {
-  // "the" x7 against a reference with two "the": p1 = 2/7; no bigram matches,
-  // and without smoothing a zero precision makes BLEU 0.
+TEST(MetricsTest, BleuClipsCountsAndSmoothsZeroOrders) {
+  // "the" x7 against a reference with two "the": p1 = 2/7; no bigram, trigram
+  // or 4-gram matches, so sacrebleu's exp smoothing gives the k-th zero order
+  // 1 / (2^k * totals): p2 = 1/12, p3 = 1/20, p4 = 1/32 (sacrebleu: 7.8098...).
   const BleuScore s = CorpusBleu({"the the the the the the the"}, {"the cat is on the mat"});
   EXPECT_NEAR(s.precisions[0], 2.0 / 7, kTol);
-  EXPECT_EQ(s.precisions[1], 0.0);
-  EXPECT_EQ(s.bleu, 0.0);
+  EXPECT_EQ(s.matches[1], 0);
+  EXPECT_NEAR(s.precisions[1], 1.0 / 12, kTol);
+  EXPECT_NEAR(s.precisions[3], 1.0 / 32, kTol);
+  EXPECT_NEAR(s.bleu, std::pow(2.0 / 7 / 12 / 20 / 32, 0.25), kTol);
   EXPECT_NEAR(s.brevity_penalty, 1.0, kTol);  // c = 7 > r = 6.
 }
 
@@ -145,23 +148,6 @@ TEST(MetricsTest, RougeIsTheMeanOverPairs) {
 TEST(MetricsTest, MeanWords) {
   EXPECT_NEAR(MeanWords({"a b", "c", ""}), 1.0, kTol);
   EXPECT_EQ(MeanWords({}), 0.0);
-}
-
-TEST(MetricsTest, MarProxyByHand) {
-  // 0: right verdict, reason       -> aligned
-  // 1: right verdict, no reason    -> missing
-  // 2: wrong verdict               -> wrong
-  // 3: unparseable, reason         -> wrong
-  // 4: right verdict, "." only     -> missing (no word)
-  // 5: wrong verdict and no reason -> both, counted once
-  const MarProxy m = ComputeMarProxy({0, 1, 1, 0, 1, 0}, {0, 1, 0, kUnparseable, 1, 1},
-                                     {"good reason", "", "some reason", "x", " . ", ""});
-  EXPECT_EQ(m.n, 6);
-  EXPECT_EQ(m.missing_reason, 3);
-  EXPECT_EQ(m.wrong_verdict, 3);
-  EXPECT_EQ(m.misaligned, 5);
-  EXPECT_NEAR(m.rate, 5.0 / 6, kTol);
-  EXPECT_THROW(ComputeMarProxy({0}, {0}, {}), Error);
 }
 
 }  // namespace

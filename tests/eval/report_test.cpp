@@ -70,28 +70,67 @@ std::vector<RankStats> Ranks() {
   return {a, b};
 }
 
+// FourResults as the reason judge (reason_judge.h) would leave them.
+std::vector<ExampleResult> FourJudged() {
+  auto rs = FourResults();
+  const double similarity[] = {0.9, 0.0, 0.2, 0.0};
+  const int reason_label[] = {0, kUnparseable, 0, kUnparseable};  // Empty reasons get no label.
+  const int human_label[] = {0, 1, 1, 1};
+  for (size_t i = 0; i < rs.size(); ++i) {
+    rs[i].judged = true;
+    rs[i].similarity = similarity[i];
+    rs[i].reason_label = reason_label[i];
+    rs[i].human_reason_label = human_label[i];
+  }
+  return rs;
+}
+
 TEST_F(ReportTest, BuildComputesMetricsFromResults) {
-  const EvalReport r = BuildReport(Info("", "lr"), FourResults(), Ranks());
+  const EvalReport r = BuildReport(Info("", "lr"), FourJudged(), Ranks());
   EXPECT_EQ(r.n, 4);
   EXPECT_DOUBLE_EQ(r.classification.accuracy, 0.5);
-  ASSERT_TRUE(r.reason.has_value());
-  EXPECT_EQ(r.reason->pairs, 4);
-  EXPECT_NEAR(r.reason->rouge_l_f1, (5.0 / 6 + 0 + 4.0 / 7 + 0) / 4, 1e-12);
-  ASSERT_TRUE(r.mar_proxy.has_value());
-  EXPECT_EQ(r.mar_proxy->misaligned, 3);  // Missing reason, wrong verdict, unparseable.
+  EXPECT_EQ(r.accuracy.k, 2);
+  // Wilson 95% for 2/4: center (0.5 + z^2/8) / (1 + z^2/4) = 0.5, half-width
+  // z / (1 + z^2/4) * sqrt(0.25/4 + z^2/64) = 1.959964 / 1.960365 *
+  // sqrt(0.122523) = 0.349961 (z = 1.959964, z^2 = 3.841459).
+  EXPECT_NEAR(r.accuracy.ci.low, 0.5 - 0.349961, 1e-6);
+  EXPECT_NEAR(r.accuracy.ci.high, 0.5 + 0.349961, 1e-6);
+  EXPECT_EQ(r.unparseable.k, 1);
+  EXPECT_LE(r.macro_f1_ci.low, r.classification.macro_f1);
+  EXPECT_GE(r.macro_f1_ci.high, r.classification.macro_f1);
+  ASSERT_TRUE(r.reasons_all.has_value());
+  EXPECT_EQ(r.reasons_all->overlap.pairs, 4);
+  EXPECT_NEAR(r.reasons_all->overlap.rouge_l_f1, (5.0 / 6 + 0 + 4.0 / 7 + 0) / 4, 1e-12);
+  ASSERT_TRUE(r.reasons_all->judged);
+  EXPECT_NEAR(r.reasons_all->similarity.mean, (0.9 + 0 + 0.2 + 0) / 4, 1e-12);
+  // Misaligned: the two empty reasons, and example 2's reason, which reads
+  // ethical for an unethical statement.
+  EXPECT_EQ(r.reasons_all->misaligned.k, 3);
+  // Over the rows with the right verdict (0 and 1): example 1 has no reason.
+  ASSERT_TRUE(r.reasons_correct.has_value());
+  EXPECT_EQ(r.reasons_correct->rows, 2);
+  EXPECT_EQ(r.reasons_correct->misaligned.k, 1);
+  EXPECT_NEAR(r.reasons_correct->similarity.mean, 0.45, 1e-12);
+  // The rule on the human reasons agrees with gold on 0, 1, 2 but not 3.
+  ASSERT_TRUE(r.rule_ceiling.has_value());
+  EXPECT_EQ(r.rule_ceiling->k, 3);
   EXPECT_NEAR(r.mean_reason_words, 10.0 / 4, 1e-12);
   EXPECT_DOUBLE_EQ(r.wall_seconds, 3.0);
+  EXPECT_EQ(r.correct, (std::vector<bool>{true, true, false, false}));
   EXPECT_EQ(RowLabel(r), "pre-trained");
 }
 
 TEST_F(ReportTest, WhichMetricsApply) {
-  EXPECT_FALSE(BuildReport(Info("ck", "l"), FourResults(), Ranks()).mar_proxy.has_value());
+  // Unjudged results (no encoder): overlap metrics, no similarity or MAR.
+  const EvalReport plain = BuildReport(Info("ck", "lr"), FourResults(), Ranks());
+  ASSERT_TRUE(plain.reasons_all.has_value());
+  EXPECT_FALSE(plain.reasons_all->judged);
+  EXPECT_FALSE(plain.rule_ceiling.has_value());
   const EvalReport lik = BuildReport(Info("ck", "lr", "likelihood"), FourResults(), Ranks());
-  EXPECT_FALSE(lik.reason.has_value());
-  EXPECT_FALSE(lik.mar_proxy.has_value());
+  EXPECT_FALSE(lik.reasons_all.has_value());
   auto no_human = FourResults();
   for (auto& r : no_human) r.gold_reason.clear();
-  EXPECT_FALSE(BuildReport(Info("", "l"), no_human, Ranks()).reason.has_value());
+  EXPECT_FALSE(BuildReport(Info("", "l"), no_human, Ranks()).reasons_all.has_value());
 }
 
 TEST_F(ReportTest, RowLabels) {
@@ -101,10 +140,11 @@ TEST_F(ReportTest, RowLabels) {
 }
 
 TEST_F(ReportTest, JsonRoundTrips) {
-  const EvalReport r = BuildReport(Info("runs/x", "lr"), FourResults(), Ranks());
+  const EvalReport r = BuildReport(Info("runs/x", "lr"), FourJudged(), Ranks());
   const nlohmann::json j = ReportToJson(r);
   EXPECT_EQ(j.at("format"), "dfar-eval-report");
-  EXPECT_EQ(j.at("version"), 1);
+  EXPECT_EQ(j.at("version"), 2);
+  EXPECT_EQ(j.at("metrics").at("reasons_all").at("auto_mar").at("k"), 3);
   EXPECT_EQ(j.at("row"), "L+R");
   EXPECT_EQ(j.at("metrics").at("confusion").at("counts")[1][0], 1);
   EXPECT_DOUBLE_EQ(j.at("timing").at("ranks")[1].at("tokens_per_s").get<double>(), 40.0);
@@ -114,10 +154,12 @@ TEST_F(ReportTest, JsonRoundTrips) {
 
 TEST_F(ReportTest, ReaderRejectsForeignAndNewerFiles) {
   nlohmann::json j = ReportToJson(BuildReport(Info("", "l"), FourResults(), Ranks()));
-  j["version"] = 2;
+  j["version"] = 3;
+  EXPECT_THROW(ReportFromJson(j, "x.json"), Error);
+  j["version"] = 1;  // Before intervals and reason judging: refused, not misread.
   EXPECT_THROW(ReportFromJson(j, "x.json"), Error);
   EXPECT_THROW(ReportFromJson(nlohmann::json{{"a", 1}}, "x.json"), Error);
-  j["version"] = 1;
+  j["version"] = 2;
   j["metrics"].erase("accuracy");
   try {
     ReportFromJson(j, "x.json");
@@ -136,7 +178,7 @@ std::string Slurp(const std::filesystem::path& p) {
 
 TEST_F(ReportTest, WritesEveryFileAtomically) {
   const auto results = FourResults();
-  const EvalReport r = BuildReport(Info("", "lr"), results, Ranks());
+  const EvalReport r = BuildReport(Info("", "lr"), FourJudged(), Ranks());
   WriteEvalOutputs(dir_.string(), r, results);
   for (const char* f : {"eval_report.json", "eval_report.md", "predictions.jsonl", "annotations.csv"}) {
     EXPECT_TRUE(std::filesystem::exists(dir_ / f)) << f;
@@ -160,8 +202,12 @@ TEST_F(ReportTest, WritesEveryFileAtomically) {
   EXPECT_EQ(ReportToJson(ReadReport(dir_.string())), ReportToJson(r));
   const std::string md = Slurp(dir_ / "eval_report.md");
   EXPECT_NE(md.find("| accuracy"), std::string::npos) << md;
-  EXPECT_NE(md.find("50.0% (2/4)"), std::string::npos) << md;
-  EXPECT_NE(md.find("MAR proxy"), std::string::npos) << md;
+  EXPECT_NE(md.find("50.0% [15.0, 85.0] (2/4)"), std::string::npos) << md;
+  EXPECT_NE(md.find("automatic MAR"), std::string::npos) << md;
+  EXPECT_EQ(md.find("MAR proxy"), std::string::npos) << md;
+  // Every column is explained in a line of its own.
+  for (const char* line : {"- accuracy:", "- unparseable:", "- macro F1:", "- similarity:", "- automatic MAR:"})
+    EXPECT_NE(md.find(line), std::string::npos) << line;
 }
 
 TEST_F(ReportTest, AtomicWriteReplacesAndReportsErrors) {
@@ -174,24 +220,46 @@ TEST_F(ReportTest, AtomicWriteReplacesAndReportsErrors) {
   EXPECT_THROW(WriteFileAtomic((dir_ / "no" / "such" / "dir.txt").string(), "x"), Error);
 }
 
-TEST_F(ReportTest, CompareTableHasOneRowPerReport) {
-  const auto results = FourResults();
-  const std::vector<EvalReport> reports = {BuildReport(Info("", "lr"), results, Ranks()),
-                                           BuildReport(Info("runs/l/ckpt", "l"), results, Ranks()),
-                                           BuildReport(Info("runs/lr/ckpt", "lr"), results, Ranks())};
+TEST_F(ReportTest, CompareTableHasIntervalsAndPairedTests) {
+  auto better = FourJudged();
+  better[2].predicted = 1;  // Right where the others are wrong.
+  better[3].predicted = 0;
+  const std::vector<EvalReport> reports = {BuildReport(Info("", "lr"), FourJudged(), Ranks()),
+                                           BuildReport(Info("runs/l/ckpt", "l"), FourJudged(), Ranks()),
+                                           BuildReport(Info("runs/lr/ckpt", "lr"), better, Ranks())};
   const std::string table = CompareTable(reports);
-  const std::string expected =
-      "| model                      | row         | accuracy | macro F1 | MAR proxy | ROUGE-L | n   | data             "
-      "|\n"
-      "|----------------------------|-------------|----------|----------|-----------|---------|-----|------------------"
-      "|\n"
-      "| smollm2-135m-instruct.gguf | pre-trained | 50.0%    | 0.583    | 75.0%     | 0.3512  | 4   | DFAR_testset.csv "
-      "|\n"
-      "| smollm2-135m-instruct.gguf | L           | 50.0%    | 0.583    | n/a       | 0.3512  | 4   | DFAR_testset.csv "
-      "|\n"
-      "| smollm2-135m-instruct.gguf | L+R         | 50.0%    | 0.583    | 75.0%     | 0.3512  | 4   | DFAR_testset.csv "
-      "|\n";
-  EXPECT_EQ(table, expected) << table;
+  EXPECT_NE(table.find("| accuracy [95%]"), std::string::npos) << table;
+  EXPECT_NE(table.find("50.0% [15.0, 85.0]"), std::string::npos) << table;
+  EXPECT_NE(table.find("100.0% [51.0, 100.0]"), std::string::npos) << table;
+  EXPECT_EQ(table.find("MAR proxy"), std::string::npos) << table;
+  // L+R is right on 2 examples where L and the pre-trained row are wrong,
+  // never the reverse: exact McNemar p = 2 * 0.5^2 = 0.5.
+  EXPECT_NE(table.find("L+R vs L: exact McNemar p = 0.5 (4 examples; 2 right only in L+R, 0 only in L)"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("L vs pre-trained: exact McNemar p = 1 "), std::string::npos) << table;
+  // Human MAR beside the automatic one, when given.
+  EXPECT_NE(CompareTable(reports, {-1, 0.25, 0.5}).find("| human MAR"), std::string::npos);
+}
+
+TEST_F(ReportTest, CompareRefusesDifferentExampleSets) {
+  auto fewer = FourJudged();
+  fewer.pop_back();
+  EvalReport a = BuildReport(Info("", "lr"), FourJudged(), Ranks());
+  EvalReport b = BuildReport(Info("runs/lr/ckpt", "lr"), fewer, Ranks());
+  a.source = "a.json";
+  b.source = "b.json";
+  try {
+    CompareTable({a, b});
+    FAIL() << "paired reports of different example sets";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("a.json and b.json cannot be paired: they evaluated different example sets"),
+              std::string::npos)
+        << e.message();
+  }
+  b = BuildReport(Info("runs/lr/ckpt", "lr"), FourJudged(), Ranks());
+  b.info.data_file = "ethos.csv";
+  EXPECT_THROW(CompareTable({a, b}), Error);
 }
 
 }  // namespace

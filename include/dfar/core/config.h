@@ -129,6 +129,16 @@ struct EvalConfig {
   int64_t batch_size = 8;         // Prompts decoded together per rank.
   int64_t max_new_tokens = 96;    // Generation budget (L+R reasons need room).
   std::string out_dir;            // Reports go here (default: <run.dir>/eval).
+  // Reason judging (generate mode, data with human reasons): a sentence
+  // encoder reads every generated reason. Empty turns it off (smoke tests);
+  // the report then says the reason metrics that need it were not computed.
+  std::string encoder = ".cache/models/all-minilm-l6-v2";
+  // Automatic misalignment: a reason is misaligned when the majority label of
+  // its mar_k nearest human reasons (cosine, in mar_bank) differs from the
+  // gold label. mar_bank defaults to data.train; its embeddings are cached.
+  int64_t mar_k = 15;
+  std::string mar_bank;
+  int64_t bootstrap_resamples = 1000;  // For macro F1 and mean similarity intervals (seeded by run.seed).
 };
 
 struct Config {

@@ -8,14 +8,16 @@
 // examples' original order.
 //
 // Modes (eval.mode):
-//   generate    prompt = [BOS if the tokenizer has one] + Encode(RenderPrompt(
-//               template, statement)), exactly as training builds its context;
+//   generate    prompt = PromptIds(tokenizer, template, statement) (collate.h:
+//               BOS only when the tokenizer adds one), exactly as training
+//               builds its context;
 //               batched greedy decoding with the KV cache (eval.max_new_tokens,
 //               stop on EOS); the verdict is parsed from the text
 //               (verdict.h) and the reason is the text after it.
-//   likelihood  for each label, log p(target_l | prompt) summed over the
-//               target's tokens (EOS excluded), both labels of a batch in one
-//               forward; the larger wins (ties go to ethical).
+//   likelihood  for each label, the mean log p per token of target_l given
+//               the prompt (EOS excluded; the mean, because a sum favours the
+//               shorter label), both labels of a batch in one forward; the
+//               larger wins (ties go to ethical).
 // Failure: dfar::Error for a model without a tokenizer, an unknown mode or
 // template, an empty example list, a prompt beyond the model's context, and
 // (from the gather) any example not scored exactly once.
@@ -32,6 +34,7 @@
 #include "dfar/core/world.h"
 #include "dfar/data/example.h"
 #include "dfar/data/prompt_template.h"
+#include "dfar/eval/reason_judge.h"
 #include "dfar/eval/report.h"
 #include "dfar/eval/results.h"
 #include "dfar/model/pretrained.h"
@@ -44,9 +47,11 @@ namespace dfar {
 std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTemplate& tmpl, const Config& config,
                                          const std::vector<Example>& examples, RankStats* stats);
 
-// Collective: this rank's shard, then the gather. Every rank receives all results.
+// Collective: this rank's shard (judged by `judge` when given: similarity
+// and automatic misalignment, reason_judge.h), then the gather. Every rank
+// receives all results.
 GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std::vector<Example>& examples,
-                         Communicator& comm);
+                         Communicator& comm, const ReasonJudge* judge = nullptr);
 
 // eval.out_dir, or <run.dir>/eval when it is empty.
 std::string EvalOutDir(const Config& config);

@@ -37,7 +37,8 @@ CpuFeatures DetectCpuFeatures();
 
 // One timing of the probe GEMM on this rank's threads.
 struct Bf16Probe {
-  double fp32_ms = 0, bf16_ms = 0;
+  double fp32_ms = 0, bf16_ms = 0;  // bf16_ms is infinite when the bf16 GEMM threw.
+  std::string bf16_error;           // What it threw.
   double bf16_speedup() const { return bf16_ms > 0 ? fp32_ms / bf16_ms : 0; }
 };
 Bf16Probe ProbeCpuBf16();
