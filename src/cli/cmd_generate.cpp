@@ -7,6 +7,7 @@
 #include "dfar/data/collate.h"
 #include "dfar/model/generate.h"
 #include "dfar/model/pretrained.h"
+#include "dfar/runtime/run_setup.h"
 
 namespace dfar::cli {
 namespace {
@@ -16,12 +17,17 @@ struct GenerateFlags {
   std::string prompt;
   bool chat = false;
   bool raw = false;
+  ModelSection placement;  // model.device / model.dtype, as train and eval take them.
   GenerationOptions options;
 };
 
 void RunGenerate(const GenerateFlags& f) {
   PretrainedModel m = LoadPretrained(f.model);
   DFAR_CHECK(m.tokenizer != nullptr, f.model, ": no tokenizer found (need tokenizer.json or tokenizer.model)");
+  // The same run setup as train and eval: one device and dtype rule.
+  auto comm = MakeSingleCommunicator();
+  RunSetup setup(f.placement, *comm);
+  m.decoder->to(setup.device(), setup.dtype());
   m.decoder->eval();
   // Instruct models whose vocabulary has ChatML markers (SmolLM2, Qwen) get
   // the prompt as a user turn, as chat front ends do; --raw sends it as is.
@@ -44,6 +50,10 @@ void RegisterGenerateCommand(CLI::App& app) {
   cmd->add_flag("--chat", flags->chat,
                 "wrap the prompt in a ChatML user turn (the default when the vocabulary has ChatML markers)");
   cmd->add_flag("--raw", flags->raw, "send the prompt as is, without the chat wrapper");
+  cmd->add_option("--device", flags->placement.device, "auto, cpu or cuda (as model.device)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--dtype", flags->placement.dtype, "auto, fp32 or bf16 (as model.dtype)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--max-new-tokens,-n", flags->options.max_new_tokens, "tokens to generate")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--temperature", flags->options.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));

@@ -75,8 +75,11 @@ EvalReport RunEvaluation(PretrainedModel& model, const Config& config, const std
                          const std::string& checkpoint, Communicator& comm) {
   const ReportInfo info = MakeInfo(config, model_path, checkpoint, comm);
   const std::vector<Example> examples = LoadTestExamples(config);
+  // Reasons are judged for objective L+R (the pre-trained row is prompted
+  // as L+R); L is never asked for one.
   bool has_reasons = false;
   for (const Example& ex : examples) has_reasons = has_reasons || !ex.reason.empty();
+  has_reasons = has_reasons && info.objective == "lr";
   const std::unique_ptr<ReasonJudge> judge = ReasonJudge::Make(config, has_reasons, comm);
   GatheredResults gathered = Evaluate(model, config, examples, comm, judge.get());
   ReportOptions options;

@@ -256,7 +256,9 @@ EvalReport BuildReport(const ReportInfo& info, const std::vector<ExampleResult>&
   for (const RankStats& s : ranks) report.wall_seconds = std::max(report.wall_seconds, s.seconds);
   if (info.mode != "generate") return report;
   report.mean_reason_words = MeanWords(reasons);
-  AddReasonReports(results, options, &report);
+  // Objective L is never asked for a reason: judging its empty reasons
+  // would only restate that (similarity 0, every reason misaligned).
+  if (info.objective == "lr") AddReasonReports(results, options, &report);
   return report;
 }
 

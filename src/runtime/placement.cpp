@@ -42,7 +42,9 @@ double BestMs(Fn&& fn) {
 std::string ProbeText(const Bf16Probe& p) {
   if (!p.bf16_error.empty()) {
     const std::string first_line = p.bf16_error.substr(0, p.bf16_error.find('\n'));
-    return "probe GEMM fp32 " + std::to_string(p.fp32_ms) + " ms, bf16 failed (" + first_line + ")";
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "probe GEMM fp32 %.2f ms", p.fp32_ms);
+    return std::string(buf) + ", bf16 failed (" + first_line + ")";
   }
   char buf[160];
   std::snprintf(buf, sizeof(buf), "probe GEMM fp32 %.2f ms, bf16 %.2f ms (bf16 %.2fx the speed of fp32)", p.fp32_ms,

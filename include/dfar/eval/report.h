@@ -87,7 +87,8 @@ struct EvalReport {
   Proportion accuracy;     // Wilson interval.
   Proportion unparseable;  // Wilson interval.
   Interval macro_f1_ci;    // Bootstrap.
-  // Generate mode with human reasons: over all rows, and over correct rows.
+  // Generate mode, objective L+R, data with human reasons: over all rows,
+  // and over the rows whose verdict was right.
   std::optional<ReasonReport> reasons_all, reasons_correct;
   // The automatic-MAR rule applied to the human reasons: how often it
   // agrees with gold (its ceiling), when reasons were judged.
