@@ -10,6 +10,7 @@
 
 #include "dfar/core/error.h"
 #include "dfar/data/csv.h"
+#include "dfar/data/sampler.h"  // Rng: SplitMix64, the same stream on every platform.
 
 namespace dfar {
 namespace {
@@ -110,32 +111,6 @@ char DelimiterOf(const DataConfig& spec) {
   return spec.delimiter[0];
 }
 
-// A private SplitMix64 so that the split does not depend on the standard
-// library's distributions (which differ between implementations) nor on the
-// sampler's generator, whose sequence may change independently.
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n): rejecting the lowest (2^64 mod n) values removes
-  // modulo bias.
-  uint64_t Below(uint64_t n) {
-    uint64_t threshold = (0 - n) % n;
-    for (;;) {
-      uint64_t r = Next();
-      if (r >= threshold) return r % n;
-    }
-  }
-
- private:
-  uint64_t state_;
-};
-
 // Salted so that the split is not correlated with a shuffle that uses the
 // same run seed.
 constexpr uint64_t kHoldOutSalt = 0x686F6C646F757421ULL;  // "holdout!"
@@ -144,7 +119,7 @@ constexpr uint64_t kHoldOutSalt = 0x686F6C646F757421ULL;  // "holdout!"
 std::vector<bool> ChooseHeldOut(size_t n, size_t k, uint64_t seed) {
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
-  SplitMix64 rng(seed ^ kHoldOutSalt);
+  Rng rng(seed ^ kHoldOutSalt);
   std::vector<bool> held(n, false);
   for (size_t i = 0; i < k; ++i) {
     std::swap(order[i], order[i + rng.Below(n - i)]);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "dfar/core/error.h"
+#include "dfar/data/sampler.h"  // Rng: SplitMix64, the same stream on every platform.
 
 namespace dfar {
 namespace {
@@ -46,33 +47,6 @@ double HalleyRefine(double x, double p) {
   const double refined = x - u / (1 + x * u / 2);
   return std::isfinite(refined) ? refined : x;
 }
-
-// splitmix64: tiny state, passes BigCrush, and specified bit for bit here,
-// so a seed names the same resamples on every platform.
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-
-  // Uniform in [0, n), n > 0. Rejecting the lowest 2^64 mod n draws leaves a
-  // multiple of n values, so x mod n is exactly uniform.
-  uint64_t Below(uint64_t n) {
-    const uint64_t threshold = (0 - n) % n;
-    for (;;) {
-      const uint64_t x = Next();
-      if (x >= threshold) return x % n;
-    }
-  }
-
- private:
-  uint64_t state_;
-};
 
 // numpy's default ("linear") quantile of sorted values.
 double LinearQuantile(const std::vector<double>& sorted, double q) {
@@ -144,7 +118,7 @@ Interval BootstrapInterval(int64_t n,
   DFAR_CHECK(static_cast<bool>(statistic), "BootstrapInterval: statistic is empty");
   if (n == 0) return {0, 0};
 
-  SplitMix64 rng(seed);
+  Rng rng(seed);
   std::vector<int64_t> indices(static_cast<size_t>(n));
   std::vector<double> values;
   values.reserve(static_cast<size_t>(resamples));
