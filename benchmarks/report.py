@@ -140,6 +140,16 @@ def scaling_measurements(results):
     return out
 
 
+# Which figures hold on which kind of CPU (docs/portability.md).
+CPU_KINDS_NOTE = (
+    "**Which CPUs these figures hold on.** Each metadata line names the CPU's flags (`cpu_flags`: avx2, avx512f, "
+    "avx512_bf16, amx_bf16; runs before that key existed name only the model). The bf16 figures hold only where "
+    "`avx512_bf16` or `amx_bf16` is present: on an AVX2-only CPU a bf16 GEMM is emulated, 30-50x slower than fp32 "
+    "(1.3-2.1 against 54-65 GFLOP/s, measured on an AMD EPYC without AVX-512), and `model.dtype=auto` trains in fp32 "
+    "there. The fp32 figures hold on both kinds, up to the CPUs' own speed. The runs below were on an AMD EPYC with "
+    "avx512_bf16.")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--results", default="benchmarks/results")
@@ -275,7 +285,7 @@ def main():
             "Every figure is measured in the same run as its baseline, on the machine named in each section's "
             "metadata line; the suite took %d s.%s" % (
                 args.suite_seconds, " Failed: " + ", ".join(failed) + "." if failed else ""),
-            "", "## Headline figures against the goals", "", md_table(goals.rows)]
+            "", CPU_KINDS_NOTE, "", "## Headline figures against the goals", "", md_table(goals.rows)]
     with open(args.out + ".tmp", "w") as f:
         f.write("\n".join(head) + "\n" + body)
     os.replace(args.out + ".tmp", args.out)

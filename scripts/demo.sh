@@ -21,8 +21,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OMPI_MCA_mpi_yield_when_idle=1
 mpi=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS -x OMPI_MCA_mpi_yield_when_idle -np "$np")
 
 case "${DFAR_DEMO_SCALE:-small}" in
-  full) train_rows=0 steps=0 epochs=10 test_rows=0 seq=512 new_l=8 new_lr=160 dtype=auto ;;
-  small) train_rows=320 steps=40 epochs=1 test_rows=200 seq=160 new_l=8 new_lr=32 dtype=auto ;;
+  full) train_rows=0 steps=0 epochs=10 test_rows=0 seq=512 new_l=8 new_lr=160 bank=0 dtype=auto ;;
+  small) train_rows=256 steps=32 epochs=1 test_rows=160 seq=160 new_l=8 new_lr=32 bank=1500 dtype=auto ;;
   *) echo "demo: DFAR_DEMO_SCALE must be small or full, not '$DFAR_DEMO_SCALE'" >&2; exit 2 ;;
 esac
 # Single knobs override the scale: rows (0 = all), steps (0 = epochs), test rows (0 = all 500).
@@ -38,7 +38,8 @@ dfar demo: a SMALL version of "Beyond Labels" (not the full experiment)
              a probe GEMM shows it faster on this CPU; each run prints its choice and why)
   train      $train_rows DFAR train rows spread over the file (0 = all), $steps steps (0 = $epochs epochs) per objective
   sequence   $seq tokens; global batch $((np * 4)) examples
-  test       $test_rows DFAR test rows spread over the file (0 = all 500), greedy generation
+  test       $test_rows DFAR test rows spread over the file (0 = all 500), greedy generation;
+             reasons judged by all-MiniLM-L6-v2 (similarity; automatic MAR against $bank train reasons, 0 = all)
   outputs    $out/
 Scale up: DFAR_DEMO_SCALE=full make demo
 ================================================================================
@@ -47,7 +48,9 @@ PLAN
 start=$(date +%s)
 overrides=(data.limit="$train_rows" data.subset=stride train.max_steps="$steps" train.epochs="$epochs" prompt.max_seq_len="$seq"
            model.dtype="$dtype" model.path="$model")
-evals=(eval.limit="$test_rows" eval.subset=stride eval.mode=generate prompt.max_seq_len=1024 model.dtype="$dtype")
+# The automatic MAR's bank: $bank human train reasons spread over the file (0 = all 4,500).
+evals=(eval.limit="$test_rows" eval.subset=stride eval.mode=generate prompt.max_seq_len=1024 model.dtype="$dtype"
+       eval.mar_bank_limit="$bank")
 
 latest() { echo "$1/checkpoints/$(tr -d '\n' < "$1/checkpoints/latest")"; }
 

@@ -70,18 +70,30 @@ void ExportFresh(PretrainedModel& model, const std::string& dir) {
   ExportHfModel(model, dir);
 }
 
+namespace {
+
+// model.device / model.dtype for the run setup of a benchmark case.
+ModelSection Placement(const TrainSetup& setup) {
+  ModelSection m;
+  m.device = "cpu";
+  m.dtype = setup.dtype == torch::kBFloat16 ? "bf16" : "fp32";
+  return m;
+}
+
+}  // namespace
+
 Trainee::Trainee(PretrainedModel model, const TrainSetup& setup, Communicator& comm)
-    : comm_(comm), model_(std::move(model)) {
+    : comm_(comm), run_(std::make_unique<RunSetup>(Placement(setup), comm)), model_(std::move(model)) {
   auto& d = model_.decoder;
   if (setup.lora) {
     torch::manual_seed(1234);  // Same adapters on every rank, as the trainer seeds before BuildModel.
     d->EnableLora({"q", "k", "v", "o", "gate", "up", "down"}, 64, 16.0, 0.0);
   }
-  d->to(torch::kCPU, setup.dtype);
+  d->to(run_->device(), run_->dtype());
   d->train();
   StepEngineOptions o;
   o.bucket_mb = setup.bucket_mb;
-  engine_ = std::make_unique<StepEngine>(d, comm_, comm_, o);
+  engine_ = std::make_unique<StepEngine>(d, comm_, run_->tensors(), o);
 }
 
 double Trainee::Step(const StepBatch& batch, double lr) {

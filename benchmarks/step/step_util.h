@@ -15,6 +15,7 @@
 
 #include "dfar/comm/communicator.h"
 #include "dfar/model/pretrained.h"
+#include "dfar/runtime/run_setup.h"
 #include "dfar/train/loss.h"
 #include "dfar/train/step_engine.h"
 
@@ -58,6 +59,7 @@ class Trainee {
 
  private:
   Communicator& comm_;
+  std::unique_ptr<RunSetup> run_;  // The trainer's run setup: device, dtype, tensor communicator.
   PretrainedModel model_;
   std::unique_ptr<StepEngine> engine_;
 };

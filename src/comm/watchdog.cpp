@@ -175,9 +175,6 @@ void InstallStopSignalHandlers() {
   std::signal(SIGTERM, DfarOnStopSignal);
   std::signal(SIGUSR1, DfarOnStopSignal);
 }
-void ResetStopSignalForTest() {
-  g_stop_signal.store(0);
-}
 
 double WallSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -212,6 +212,8 @@ std::vector<ConfigField> BuildSchema() {
                         "automatic MAR: nearest human reasons whose majority label judges a generated reason"),
       StringField("eval.mar_bank", DFAR_AT(eval.mar_bank),
                   "CSV of labelled human reasons for automatic MAR (default data.train)"),
+      IntField<int64_t>("eval.mar_bank_limit", DFAR_AT(eval.mar_bank_limit), 0, kBig,
+                        "automatic MAR: use N bank reasons spread evenly over the bank file (0 = all)"),
       IntField<int64_t>("eval.bootstrap_resamples", DFAR_AT(eval.bootstrap_resamples), 10, 1 << 20,
                         "bootstrap resamples for macro-F1 and similarity intervals"),
       StringField("data.train", DFAR_AT(data.train), "training CSV"),

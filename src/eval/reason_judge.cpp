@@ -87,17 +87,21 @@ Bank BuildBank(const Config& config, const SentenceEncoder& encoder, Communicato
   const std::string path = config.eval.mar_bank.empty() ? config.data.train : config.eval.mar_bank;
   DataConfig spec = config.data;
   spec.limit = 0;
+  std::vector<const Example*> with_reason;
+  const std::vector<Example> examples = LoadExamples(path, spec);
+  for (const Example& ex : examples)
+    if (!ex.reason.empty()) with_reason.push_back(&ex);
   std::vector<std::string> reasons;
   Bank bank;
-  for (const Example& ex : LoadExamples(path, spec)) {
-    if (ex.reason.empty()) continue;
-    reasons.push_back(ex.reason);
-    bank.labels.push_back(ex.label);
+  for (size_t i : SubsetRows(with_reason.size(), config.eval.mar_bank_limit, "stride")) {
+    reasons.push_back(with_reason[i]->reason);
+    bank.labels.push_back(with_reason[i]->label);
   }
   DFAR_CHECK(!reasons.empty(), "eval.mar_bank '", path, "' has no labelled reasons (column '", spec.reason_column,
              "')");
-  const std::string cache =
-      (fs::path(config.eval.encoder) / ("bank-" + BankKey(path, spec, config.eval.encoder) + ".bin")).string();
+  const std::string cache = (fs::path(config.eval.encoder) / ("bank-" + BankKey(path, spec, config.eval.encoder) + "-" +
+                                                              std::to_string(reasons.size()) + ".bin"))
+                                .string();
   Bank cached = ReadCachedBank(cache, static_cast<int64_t>(reasons.size()));
   if (cached.embeddings.defined() && cached.labels == bank.labels) return cached;
   spdlog::info("eval: embedding {} human reasons of {} for the automatic MAR (cached in {})", reasons.size(), path,

@@ -13,6 +13,8 @@
 //   a safetensors file whose metadata lacks it.
 #include "dfar/model/export.h"
 
+#include "dfar/model/tokenizer_export.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>

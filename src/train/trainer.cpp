@@ -11,11 +11,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "dfar/ckpt/checkpoint.h"
 #include "dfar/comm/watchdog.h"
 #include "dfar/core/error.h"
+#include "dfar/core/faults.h"
 #include "dfar/core/file_util.h"
 #include "dfar/core/logging.h"
 #include "dfar/core/torch_compat.h"
@@ -42,20 +42,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-// Fault injection for tests: DFAR_FAULT_NONFINITE_STEPS="3,5" makes the loss of
-// those (1-based) optimizer steps NaN on every rank, as a diverging run would.
-bool InjectNonFinite(int64_t step) {
-  static const std::vector<int64_t> steps = [] {
-    std::vector<int64_t> v;
-    const char* env = std::getenv("DFAR_FAULT_NONFINITE_STEPS");
-    std::stringstream ss(env ? env : "");
-    for (std::string item; std::getline(ss, item, ',');)
-      if (!item.empty()) v.push_back(std::stoll(item));
-    return v;
-  }();
-  return std::find(steps.begin(), steps.end(), step + 1) != steps.end();
-}
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -220,7 +206,7 @@ double Trainer::TrainStep(int64_t step, double* tokens) {
   DFAR_CHECK(counts[0] > 0, "step ", step, " has no supervised tokens on any rank");
   *tokens = counts[1];
   // 2. Forward/backward; the last micro-step's backward overlaps the collectives.
-  const double loss = engine_->ForwardBackward(micro, counts[0], InjectNonFinite(step));
+  const double loss = engine_->ForwardBackward(micro, counts[0], CurrentFaults().PoisonStep(step));
   if (options_.observe_gradients) options_.observe_gradients(step, NamedGradients(engine_->flat()));
   return loss;
 }

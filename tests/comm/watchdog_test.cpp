@@ -319,7 +319,7 @@ TEST(CollectiveWatchdogTest, StopSignalWithPendingCollectiveLogsDiagnosisWithout
   const std::string dir = FreshDir();
   std::vector<PeerInfo> peers = {{HostKey(), getpid()}, {"elsewhere", 1}};
   std::atomic<int> abort_code{0};
-  ResetStopSignalForTest();
+  NotifyStopSignal(0);  // No signal seen.
   {
     CollectiveWatchdog wd(
         0, 2, "job", peers, FastOptions(dir, 600), [&](int code) { abort_code = code; }, 0, false);
@@ -331,7 +331,7 @@ TEST(CollectiveWatchdogTest, StopSignalWithPendingCollectiveLogsDiagnosisWithout
     EXPECT_NE(diagnosis.find("rank 1: MISSING"), std::string::npos) << diagnosis;
     wd.End(1);
   }
-  ResetStopSignalForTest();
+  NotifyStopSignal(0);  // No signal seen.
   EXPECT_EQ(abort_code.load(), 0);
   EXPECT_EQ(ParseProgress(ReadText(dir + "/progress/rank-00000.json"))->state, "exited");
 }

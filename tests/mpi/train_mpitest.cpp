@@ -45,6 +45,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -53,6 +54,8 @@
 #include <nlohmann/json.hpp>
 
 #include "dfar/core/config.h"
+#include "dfar/core/error.h"
+#include "dfar/core/faults.h"
 #include "dfar/train/trained_model.h"
 #include "dfar/train/trainer.h"
 #include "mpi_test_main.h"
@@ -220,10 +223,49 @@ TEST(TrainMpiTest, GlobalGradNormIsEqualOnEveryRankAndToTheSingleProcessNorm) {
   }
 }
 
+// Makes the loss of the listed (0-based) steps NaN on this rank.
+class PoisonSteps : public FaultInjector {
+ public:
+  explicit PoisonSteps(std::vector<int64_t> steps) : steps_(std::move(steps)) {}
+  bool PoisonStep(int64_t step) override { return std::find(steps_.begin(), steps_.end(), step) != steps_.end(); }
+
+ private:
+  std::vector<int64_t> steps_;
+};
+
+TEST(TrainMpiTest, NonFiniteStepIsSkippedOnEveryRankAndCounted) {
+  Communicator& comm = *testing::GlobalComm();
+  PoisonSteps poison({2});  // The third step diverges.
+  ScopedFaults scoped(&poison);
+  const RunResult r = Train(TinyConfig(SharedRunDir(comm, "nan-skip"), {"train.max_steps=5"}), comm);
+  EXPECT_EQ(r.summary.steps, 5);
+  EXPECT_EQ(r.summary.skipped_steps, 1);
+  for (const auto& [name, t] : r.params) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+}
+
+TEST(TrainMpiTest, ConsecutiveNonFiniteStepsAbortOnEveryRank) {
+  Communicator& comm = *testing::GlobalComm();
+  PoisonSteps poison({1, 2, 3});
+  ScopedFaults scoped(&poison);
+  const Config c = TinyConfig(SharedRunDir(comm, "nan-abort"), {"train.max_steps=8", "train.max_consecutive_skips=3"});
+  TrainOptions options;
+  options.overwrite = true;
+  options.watchdog = false;
+  try {
+    RunTraining(c, options, comm);
+    ADD_FAILURE() << "three poisoned steps in a row did not abort";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("3 consecutive steps had a non-finite loss"), std::string::npos) << e.message();
+  }
+}
+
 std::vector<double> MetricLosses(const std::string& run_dir) {
   std::vector<double> losses;
   std::ifstream in(run_dir + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) losses.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  for (std::string line; std::getline(in, line);) {
+    const auto loss = nlohmann::json::parse(line)["loss"];  // null for a skipped, non-finite step.
+    losses.push_back(loss.is_null() ? std::nan("") : loss.get<double>());
+  }
   return losses;
 }
 

@@ -80,7 +80,6 @@ int StopSignalSeen();
 // Installs the SIGTERM and SIGUSR1 handler that calls NotifyStopSignal (the
 // run setup does this for every command that runs a model).
 void InstallStopSignalHandlers();
-void ResetStopSignalForTest();
 
 // One collective, as the flight recorder keeps it. Times are wall-clock
 // seconds since the epoch so that records of different ranks line up.

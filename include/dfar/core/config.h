@@ -138,6 +138,7 @@ struct EvalConfig {
   // gold label. mar_bank defaults to data.train; its embeddings are cached.
   int64_t mar_k = 15;
   std::string mar_bank;
+  int64_t mar_bank_limit = 0;  // Keep N bank reasons spread evenly over the file (0 = all); smaller is faster to embed.
   int64_t bootstrap_resamples = 1000;  // For macro F1 and mean similarity intervals (seeded by run.seed).
 };
 

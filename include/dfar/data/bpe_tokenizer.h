@@ -76,23 +76,9 @@ std::unique_ptr<Tokenizer> LoadBpeTokenizerFromHfJson(const std::string& path);
 // Token types 3 (control) and 4 (user-defined) become added tokens.
 std::unique_ptr<Tokenizer> LoadBpeTokenizerFromGguf(const GgufFile& gguf);
 
-// The same tokenizer as a Hugging Face `tokenizer.json` body, for export:
-// model BPE (vocab, merges as "a b", byte_fallback false, no unk token, so a
-// byte missing from the vocab is dropped as here), normalizer null, the
-// pre-tokenizer as a Sequence (Digits individual_digits when the GGUF pre
-// isolates digits; ByteLevel use_regex true for the GPT-2 split, else Split
-// Isolated on the regex and ByteLevel use_regex false), decoder ByteLevel,
-// control and user-defined tokens as added_tokens (special true), and a
-// post-processor that prepends BOS iff add_bos_token (ByteLevel otherwise).
-// LoadBpeTokenizerFromHfJson on it (with the config below beside it) encodes
-// exactly as LoadBpeTokenizerFromGguf. Throws as LoadBpeTokenizerFromGguf does,
-// or naming the token that is not valid UTF-8.
-std::string GgufTokenizerToHfJson(const GgufFile& gguf);
-
-// The matching `tokenizer_config.json` body: bos/eos/pad tokens (null when the
-// GGUF has none), add_bos_token, tokenizer_class PreTrainedTokenizerFast,
-// model_max_length from <arch>.context_length, and chat_template from
-// tokenizer.chat_template when present.
-std::string GgufTokenizerConfigToHfJson(const GgufFile& gguf);
+// The vocabulary, merges, pre-tokenizer and special ids a GGUF file
+// carries (tokenizer.ggml.*). Throws naming the file and key. The HF export
+// of it lives beside the weight export (dfar/model/tokenizer_export.h).
+BpeVocab ReadGgufVocab(const GgufFile& gguf);
 
 }  // namespace dfar

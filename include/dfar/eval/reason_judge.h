@@ -7,7 +7,8 @@
 // - the automatic misalignment rule (a stand-in for the paper's human MAR):
 //   reason_label is the majority label of the generated reason's k nearest
 //   human reasons (cosine) in a labelled bank (eval.mar_bank, default the
-//   DFAR train file), ties broken by the nearest; the reason is misaligned
+//   DFAR train file; eval.mar_bank_limit keeps N of them spread evenly over
+//   the file), ties broken by the nearest; the reason is misaligned
 //   when that label differs from the gold label, or when it is empty. The
 //   same rule applied to the human reason (human_reason_label) measures the
 //   rule's own ceiling: how often it agrees with gold on reasons that are
