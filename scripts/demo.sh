@@ -22,7 +22,7 @@ mpi=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS -x OMPI_MCA_m
 
 case "${DFAR_DEMO_SCALE:-small}" in
   full) train_rows=0 steps=0 epochs=10 test_rows=0 seq=512 new_l=8 new_lr=160 bank=0 dtype=auto ;;
-  small) train_rows=256 steps=32 epochs=1 test_rows=160 seq=160 new_l=8 new_lr=32 bank=1500 dtype=auto ;;
+  small) train_rows=192 steps=24 epochs=1 test_rows=128 seq=160 new_l=8 new_lr=32 bank=1000 dtype=auto ;;
   *) echo "demo: DFAR_DEMO_SCALE must be small or full, not '$DFAR_DEMO_SCALE'" >&2; exit 2 ;;
 esac
 # Single knobs override the scale: rows (0 = all), steps (0 = epochs), test rows (0 = all 500).
