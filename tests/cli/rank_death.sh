@@ -87,7 +87,11 @@ if start_job "$TMP/stop"; then
   for _ in $(seq 1 50); do kill -0 "$pid1" 2> /dev/null || break; sleep 0.1; done
   kill -0 "$pid1" 2> /dev/null && fail "stop: rank 1 still alive"
   names_rank1 stop "$TMP/stop" "STOPPED|STALE"
-  contains stop "NOT reached it"
+  # Whether rank 1 had entered the pending collective depends on where the
+  # SIGSTOP caught it (inside a step or inside the all-reduce); the
+  # diagnosis must say which.
+  grep -qE "rank 1: STOPPED .*(NOT reached it|had reached it)" <<< "$(cat "$TMP/stop/logs/rank-00000.log" "$TMP/stop.out" 2> /dev/null)" ||
+    fail "stop: the diagnosis does not say whether rank 1 reached the collective"
   awk -v t="$took" -v d="$DEADLINE" 'BEGIN {exit !(t >= d - 1)}' || fail "stop: the job ended after ${took}s, before the deadline"
   python3 - "$TMP/stop/flight-recorder-rank-00000.json" << 'PY' || fail "stop: no valid flight recorder from rank 0"
 import json, sys
