@@ -9,8 +9,8 @@
 //
 // Dtype: model.dtype = auto | fp32 | bf16. On CUDA, auto is bf16. On a CPU,
 // auto is bf16 only where a probe GEMM (fp32 against bf16, shapes of a small
-// transformer layer, ~50 ms) shows bf16 really faster; elsewhere fp32. Where
-// bf16 GEMMs fall back to emulation (AVX2 without AVX512_BF16/AMX) they run
+// transformer layer; tens of ms, ~0.2 s where bf16 is emulated) shows bf16
+// really faster; elsewhere fp32. Where bf16 GEMMs fall back to emulation (AVX2 without AVX512_BF16/AMX) they run
 // 30-50x slower than fp32. An explicit bf16 on such a CPU is honoured with a
 // warning that quotes the measured slowdown.
 //
