@@ -31,12 +31,11 @@
 #include <thread>
 #include <utility>
 
-#include <spdlog/spdlog.h>
-
 #include "checkpoint_internal.h"
 #include "dfar/ckpt/checkpoint.h"
 #include "dfar/core/error.h"
 #include "dfar/core/file_util.h"
+#include "dfar/core/logging.h"
 #include "hdf5_util.h"
 
 namespace dfar {
@@ -352,7 +351,7 @@ void CleanUpAfterCommit(const std::string& root, int keep_last, int64_t step) {
     ApplyRetention(root, keep_last, step);
     RemoveStaleTmp(root, step);
   } catch (const std::exception& e) {
-    spdlog::warn("checkpoint cleanup under {} after step {}: {}", root, step, e.what());
+    LogWarn("checkpoint cleanup under {} after step {}: {}", root, step, e.what());
   }
 }
 
@@ -369,15 +368,15 @@ CheckpointWriter::~CheckpointWriter() {
   if (std::uncaught_exceptions() > 0) {
     // Unwinding: other ranks may not be, so a collective here could hang.
     // Leave the save uncommitted (its .tmp dir is cleaned by a later save).
-    spdlog::warn("checkpoint step {} under {} was not committed: writer destroyed during an exception", pending_->step,
-                 root_);
+    LogWarn("checkpoint step {} under {} was not committed: writer destroyed during an exception", pending_->step,
+            root_);
     pending_.reset();
     return;
   }
   try {
     Wait();
   } catch (const std::exception& e) {
-    spdlog::error("checkpoint: {}", e.what());
+    LogError("checkpoint: {}", e.what());
   }
 }
 

@@ -1,11 +1,11 @@
 // `dfar train`: fine-tune with objective L or L+R under mpirun (or alone).
-#include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <memory>
 
 #include "commands.h"
 #include "dfar/comm/communicator.h"
+#include "dfar/core/logging.h"
 #include "dfar/train/trainer.h"
 
 namespace dfar::cli {
@@ -20,8 +20,8 @@ void RunTrain(const TrainFlags& f) {
   const Config config = LoadConfigFromFlags(f.config);
   auto comm = MakeHostCommunicator();
   const TrainSummary s = RunTraining(config, f.options, *comm);
-  spdlog::info("done: {} steps in {:.1f}s, final loss {:.4f}, checkpoint {}", s.steps, s.seconds, s.final_loss,
-               s.last_checkpoint);
+  LogInfo("done: {} steps in {:.1f}s, final loss {:.4f}, checkpoint {}", s.steps, s.seconds, s.final_loss,
+          s.last_checkpoint);
 }
 
 }  // namespace

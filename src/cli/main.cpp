@@ -3,7 +3,6 @@
 //   1  dfar::Error (bad input, failed run): the message says what and where
 //   2  command-line usage errors (CLI11)
 //   3  unexpected internal errors
-#include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <exception>
@@ -32,13 +31,13 @@ int main(int argc, char** argv) {
   } catch (const dfar::Error& e) {
     std::fprintf(stderr, "dfar: error: %s\n", e.message().c_str());
     // Also into this rank's log file: under mpirun a dying rank's stderr can be lost.
-    spdlog::error("{} (raised at {})", e.message(), e.origin());
-    spdlog::shutdown();
+    dfar::LogError("{} (raised at {})", e.message(), e.origin());
+    dfar::ShutdownLogging();
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dfar: internal error: %s\n", e.what());
-    spdlog::critical("internal error: {}", e.what());
-    spdlog::shutdown();
+    dfar::LogCritical("internal error: {}", e.what());
+    dfar::ShutdownLogging();
     return 3;
   }
   return 0;

@@ -18,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -35,6 +33,7 @@
 
 #include "dfar/core/error.h"
 #include "dfar/core/file_util.h"
+#include "dfar/core/logging.h"
 
 namespace dfar {
 namespace {
@@ -492,7 +491,7 @@ std::string CollectiveWatchdog::WriteHeartbeat(const std::string& state) {
   p.state = !state.empty() ? state : aborted_.load() ? "aborting" : p.kind == "finalize" ? "finalizing" : "running";
   const std::string err = TryWriteFileAtomic(ProgressPath(rank_), FormatProgress(p), /*durable=*/false);
   static std::atomic<bool> warned{false};
-  if (!err.empty() && !warned.exchange(true)) spdlog::warn("collective watchdog heartbeat: {}", err);
+  if (!err.empty() && !warned.exchange(true)) LogWarn("collective watchdog heartbeat: {}", err);
   return err;
 }
 
@@ -511,11 +510,11 @@ void CollectiveWatchdog::Report(const StallReport& report, const std::string& wh
   const std::string head = "collective watchdog on rank " + std::to_string(rank_) + ": " + why + "; ";
   const std::string text = head + report.Text();
   const std::string recorder = RecorderPath();
-  auto log = fatal ? spdlog::level::critical : spdlog::level::err;
-  spdlog::log(log, "{}", head + report.Summary());
-  for (const auto& line : report.lines) spdlog::log(log, "  {}", line);
-  spdlog::log(log, "flight recorder: {}{}", recorder, fatal ? "; aborting the job" : "");
-  spdlog::default_logger()->flush();
+  const LogLevel level = fatal ? LogLevel::kCritical : LogLevel::kError;
+  LogAt(level, "{}", head + report.Summary());
+  for (const auto& line : report.lines) LogAt(level, "  {}", line);
+  LogAt(level, "flight recorder: {}{}", recorder, fatal ? "; aborting the job" : "");
+  FlushLog();
   std::fprintf(stderr, "dfar: %s\ndfar: flight recorder: %s\n", text.c_str(), recorder.c_str());
   std::fflush(stderr);
   if (fatal) aborted_.store(true);
@@ -548,7 +547,7 @@ void CollectiveWatchdog::WriteFlightRecorder(const std::string& reason, const st
                   {"collectives", records}};
   const std::string err =
       TryWriteFileAtomic(RecorderPath(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
-  if (!err.empty()) spdlog::error("flight recorder: {}", err);
+  if (!err.empty()) LogError("flight recorder: {}", err);
 }
 
 void CollectiveWatchdog::Abort() {

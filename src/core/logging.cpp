@@ -1,7 +1,10 @@
 #include "dfar/core/logging.h"
 
+// The only file of dfar that includes spdlog (see dfar/core/logging.h).
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <spdlog/version.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -32,7 +35,50 @@ std::string RankLogPath(const std::string& run_dir, int rank) {
   return (std::filesystem::path(run_dir) / "logs" / name).string();
 }
 
+spdlog::level::level_enum ToSpdlog(LogLevel level) {
+  switch (level) {
+    case LogLevel::kTrace:
+      return spdlog::level::trace;
+    case LogLevel::kDebug:
+      return spdlog::level::debug;
+    case LogLevel::kInfo:
+      return spdlog::level::info;
+    case LogLevel::kWarn:
+      return spdlog::level::warn;
+    case LogLevel::kError:
+      return spdlog::level::err;
+    case LogLevel::kCritical:
+      return spdlog::level::critical;
+  }
+  return spdlog::level::info;
+}
+
 }  // namespace
+
+// After ShutdownLogging there is no default logger: lines are dropped.
+bool LogEnabled(LogLevel level) {
+  spdlog::logger* logger = spdlog::default_logger_raw();
+  return logger != nullptr && logger->should_log(ToSpdlog(level));
+}
+
+void LogWrite(LogLevel level, std::string_view line) {
+  if (spdlog::logger* logger = spdlog::default_logger_raw()) {
+    logger->log(ToSpdlog(level), spdlog::string_view_t(line.data(), line.size()));
+  }
+}
+
+void FlushLog() {
+  if (spdlog::logger* logger = spdlog::default_logger_raw()) logger->flush();
+}
+
+void ShutdownLogging() {
+  spdlog::shutdown();
+}
+
+std::string LoggingBackendVersion() {
+  return Format("spdlog {}.{}.{} (fmt {}.{}.{})", SPDLOG_VER_MAJOR, SPDLOG_VER_MINOR, SPDLOG_VER_PATCH,
+                FMT_VERSION / 10000, FMT_VERSION / 100 % 100, FMT_VERSION % 100);
+}
 
 void InitLogging(const LogOptions& options) {
   std::vector<spdlog::sink_ptr> sinks;

@@ -1,11 +1,11 @@
 // One whole evaluation: placement, data, the evaluator, the report.
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
 #include "dfar/core/error.h"
+#include "dfar/core/logging.h"
 #include "dfar/data/dataset.h"
 #include "dfar/eval/evaluator.h"
 
@@ -67,8 +67,8 @@ void PlaceForEval(PretrainedModel& model, const RunSetup& setup) {
   const bool from_env = std::getenv("OMP_NUM_THREADS") != nullptr;
   const int threads = from_env ? world.threads : std::max(1, world.threads / std::max(1, world.local_size));
   if (device.is_cpu()) torch::set_num_threads(threads);
-  spdlog::info("eval: {} on {} in {} ({} threads)", model.source, device.str(), setup.placement().dtype_name,
-               device.is_cpu() ? threads : 0);
+  LogInfo("eval: {} on {} in {} ({} threads)", model.source, device.str(), setup.placement().dtype_name,
+          device.is_cpu() ? threads : 0);
 }
 
 EvalReport RunEvaluation(PretrainedModel& model, const Config& config, const std::string& model_path,

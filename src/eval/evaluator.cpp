@@ -1,12 +1,11 @@
 #include "dfar/eval/evaluator.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <chrono>
 #include <numeric>
 
 #include "dfar/core/error.h"
+#include "dfar/core/logging.h"
 #include "dfar/core/torch_compat.h"
 #include "dfar/data/collate.h"
 #include "dfar/data/dataset.h"
@@ -168,7 +167,7 @@ std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTem
     }
     stats->examples += static_cast<int64_t>(out.size());
     if (ShouldLogProgress(b + 1, batches.size()))
-      spdlog::info("eval: batch {}/{} done ({} examples on this rank)", b + 1, batches.size(), stats->examples);
+      LogInfo("eval: batch {}/{} done ({} examples on this rank)", b + 1, batches.size(), stats->examples);
   }
   return results;
 }
@@ -183,8 +182,8 @@ GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std
   RankStats stats;
   stats.rank = comm.rank();
   stats.device = model.decoder->embed->weight.device().str();
-  spdlog::info("eval: rank {}/{} scores examples [{}, {}) of {}", comm.rank(), comm.size(), range.begin, range.end,
-               examples.size());
+  LogInfo("eval: rank {}/{} scores examples [{}, {}) of {}", comm.rank(), comm.size(), range.begin, range.end,
+          examples.size());
   const auto start = Clock::now();
   std::vector<ExampleResult> results;
   std::string error;
@@ -195,7 +194,7 @@ GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std
     if (judge != nullptr) judge->Judge(results);
   } catch (const std::exception& e) {
     error = e.what();
-    spdlog::error("eval: rank {} failed: {}", comm.rank(), error);
+    LogError("eval: rank {} failed: {}", comm.rank(), error);
   }
   stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::vector<int64_t> expected;

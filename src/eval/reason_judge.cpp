@@ -4,8 +4,6 @@
 // whatever verdict word precedes it.
 #include "dfar/eval/reason_judge.h"
 
-#include <spdlog/spdlog.h>
-
 #include <sys/stat.h>
 
 #include <cstring>
@@ -14,6 +12,7 @@
 
 #include "dfar/core/error.h"
 #include "dfar/core/file_util.h"
+#include "dfar/core/logging.h"
 #include "dfar/data/dataset.h"
 
 namespace dfar {
@@ -104,12 +103,11 @@ Bank BuildBank(const Config& config, const SentenceEncoder& encoder, Communicato
                                 .string();
   Bank cached = ReadCachedBank(cache, static_cast<int64_t>(reasons.size()));
   if (cached.embeddings.defined() && cached.labels == bank.labels) return cached;
-  spdlog::info("eval: embedding {} human reasons of {} for the automatic MAR (cached in {})", reasons.size(), path,
-               cache);
+  LogInfo("eval: embedding {} human reasons of {} for the automatic MAR (cached in {})", reasons.size(), path, cache);
   bank.embeddings = EmbedSharded(encoder, reasons, comm);
   if (comm.rank() == 0) {
     const std::string error = TryWriteFileAtomic(cache, SerializeBank(bank));
-    if (!error.empty()) spdlog::warn("eval: could not cache the reason bank: {}", error);
+    if (!error.empty()) LogWarn("eval: could not cache the reason bank: {}", error);
   }
   return bank;
 }

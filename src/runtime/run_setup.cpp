@@ -1,11 +1,10 @@
 #include "dfar/runtime/run_setup.h"
 
-#include <spdlog/spdlog.h>
-
 #include <cstdio>
 
 #include "dfar/comm/watchdog.h"
 #include "dfar/core/error.h"
+#include "dfar/core/logging.h"
 #if defined(DFAR_WITH_NCCL)
 #include "dfar/comm/nccl_communicator.h"
 #endif
@@ -19,7 +18,7 @@ std::unique_ptr<Communicator> OpenDeviceCommunicator(const torch::Device& device
   if (!device.is_cuda()) return nullptr;
 #if defined(DFAR_WITH_NCCL)
   auto comm = MakeNcclCommunicator(host, device.index());
-  spdlog::info("tensors reduce over NCCL on {} ({} ranks)", device.str(), host.size());
+  LogInfo("tensors reduce over NCCL on {} ({} ranks)", device.str(), host.size());
   return comm;
 #else
   DFAR_CHECK(host.size() == 1, "model.device=cuda with ", host.size(),
@@ -35,7 +34,7 @@ RunSetup::RunSetup(const ModelSection& model, Communicator& host) : host_(host),
   world_.size = host.size();
   placement_ = ResolvePlacement(model.device, model.dtype, world_.local_rank, host);
   world_.device = placement_.device.str();
-  if (!placement_.warning.empty() && host.rank() == 0) spdlog::warn("{}", placement_.warning);
+  if (!placement_.warning.empty() && host.rank() == 0) LogWarn("{}", placement_.warning);
   device_comm_ = OpenDeviceCommunicator(placement_.device, host);
   InstallStopSignalHandlers();
 }
@@ -44,7 +43,7 @@ RunSetup::~RunSetup() = default;
 
 void RunSetup::LogTopology() const {
   const std::string mine = world_.TopologyLine() + " dtype=" + placement_.dtype_name;
-  spdlog::info("topology: {}", mine);
+  LogInfo("topology: {}", mine);
   const auto lines = host_.AllGatherBytes(mine);
   if (host_.rank() != 0) return;
   for (const auto& line : lines) std::fprintf(stderr, "dfar: %s\n", line.c_str());
