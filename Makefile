@@ -1,38 +1,77 @@
 # Thin wrappers; the real build is CMake. See README.md.
+#
+# Two libtorch builds, both built and tested by `make test`:
+#   1.13  Debian's libtorch-dev (CPU)
+#   2.11  the torch pip wheel (CUDA 13 + NCCL, the GPU hosts' version), in
+#         .cache/torch-2.11.0 (scripts/torch_wheel.sh); the GPU bundle's
+# DEFAULT_TORCH is the one `make build`, `make demo` and `make bench` use, in
+# $(BUILD); the other is built in $(BUILD_ALT). Why 1.13 is the default, with
+# the measurements: README.md, "Which libtorch". DEFAULT_TORCH=2.11 swaps them.
+DEFAULT_TORCH ?= 1.13
 BUILD ?= build
+BUILD_ALT ?= build-alt
 JOBS ?= 2
 BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
+ALT_TORCH = $(if $(filter 2.11,$(DEFAULT_TORCH)),1.13,2.11)
+# Torch_DIR of each version, resolved when a recipe runs (the first use of
+# 2.11 installs the wheel).
+TORCH_DIR_2.11 = $$(bash scripts/torch_wheel.sh)
+TORCH_DIR_1.13 = /usr/lib/x86_64-linux-gnu/cmake/Torch
+# The build against the wheel: the one the GPU bundle is made from.
+BUILD_2.11 = $(if $(filter 2.11,$(DEFAULT_TORCH)),$(BUILD),$(BUILD_ALT))
+GPU_BUNDLE ?= .gpu
 
-.PHONY: deps configure build test test-avx2 demo bench fuzz test-asan clean format
+.PHONY: deps configure build configure-alt build-alt test test-avx2 gpu-bundle demo bench fuzz test-asan clean format
 
 deps:
 	bash scripts/deps.sh
 
 configure: deps
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DTorch_DIR=$(TORCH_DIR_$(DEFAULT_TORCH)) $(CMAKE_FLAGS)
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The suite runs twice: on this CPU's native kernels, then with every kernel
-# library held to AVX2 (no AVX-512, no AVX512-BF16), as on an AVX2-only
-# machine, so that a submission that passes here passes there too. On an
-# AVX2-only CPU the second pass repeats the first. See docs/portability.md.
+configure-alt: deps
+	cmake -S . -B $(BUILD_ALT) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DTorch_DIR=$(TORCH_DIR_$(ALT_TORCH)) $(CMAKE_FLAGS)
+
+build-alt: configure-alt
+	cmake --build $(BUILD_ALT) -j $(JOBS)
+
+# The bundle that scripts/gpu_check.sh runs from on a GPU host: binaries of
+# the torch 2.11 build and their library closure, at most 64 MiB, checked
+# (scripts/check_bundle.sh). See docs/gpu.md.
+gpu-bundle: $(if $(filter 2.11,$(DEFAULT_TORCH)),build,build-alt)
+	bash scripts/gpu_bundle.sh $(BUILD_2.11) $(GPU_BUNDLE)
+
+# The suite runs three times: the default build on this CPU's native
+# kernels; the default build with every kernel library held to AVX2 (no
+# AVX-512, no AVX512-BF16), as on an AVX2-only machine, so that a submission
+# that passes here passes there too (on an AVX2-only CPU it repeats the
+# first); and the other libtorch's build, natively. The GPU bundle is made
+# first: the 2.11 build's suite checks it and runs scripts/gpu_check.sh
+# --dry-run from it (label gpu_bundle, left out of the AVX2 pass, which
+# guards numerics). See docs/portability.md.
 # An OPENBLAS_CORETYPE that the machine already sets (some CPUs need one to
 # avoid known OpenBLAS faults) is kept.
 FORCE_AVX2 = OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 \
   MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2
-test: build
+test: build build-alt gpu-bundle
+	@echo "== libtorch $(DEFAULT_TORCH) ($(BUILD)), native kernels"
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	@echo "== the same suite with the kernels held to AVX2 ($(FORCE_AVX2))"
-	cd $(BUILD) && env $(FORCE_AVX2) ctest --output-on-failure -j $(JOBS)
+	@echo "== libtorch $(DEFAULT_TORCH) ($(BUILD)), kernels held to AVX2 ($(FORCE_AVX2))"
+	cd $(BUILD) && env $(FORCE_AVX2) ctest --output-on-failure -j $(JOBS) -LE gpu_bundle
+	@echo "== libtorch $(ALT_TORCH) ($(BUILD_ALT)), native kernels"
+	cd $(BUILD_ALT) && ctest --output-on-failure -j $(JOBS)
 
 test-avx2: build
-	cd $(BUILD) && env $(FORCE_AVX2) ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && env $(FORCE_AVX2) ctest --output-on-failure -j $(JOBS) -LE gpu_bundle
 
 # The demo needs only the dfar binary: building it alone (not the tests and
 # benchmarks) keeps a fresh machine's `make demo` inside its 20 minutes.
+# A 1.13 demo needs no torch wheel: `deps` skips it (4.6 GB) for this target.
+demo: export DFAR_SKIP_TORCH_WHEEL = $(if $(filter 1.13,$(DEFAULT_TORCH)),1,0)
 demo: configure
 	cmake --build $(BUILD) -j $(JOBS) --target dfar
 	bash scripts/demo.sh $(BUILD)
@@ -76,4 +115,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD_ALT) $(GPU_BUNDLE)

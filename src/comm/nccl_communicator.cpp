@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "dfar/comm/nccl_communicator.h"
@@ -186,6 +187,41 @@ int CudaDevicesVisible() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
   return n;
+}
+
+namespace {
+// CUDA encodes versions as 1000 * major + 10 * minor.
+std::string CudaVersionText(int version) {
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+}
+}  // namespace
+
+std::vector<std::string> DescribeCudaRuntime() {
+  std::vector<std::string> lines;
+  int driver = 0, runtime = 0, nccl = 0;
+  lines.push_back("cuda driver " + (cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0 ? CudaVersionText(driver)
+                                                                                               : std::string("none")));
+  if (cudaRuntimeGetVersion(&runtime) == cudaSuccess) lines.push_back("cuda runtime " + CudaVersionText(runtime));
+  // NCCL_VERSION_CODE: 10000 * major + 100 * minor + patch (2.9 and later).
+  if (ncclGetVersion(&nccl) == ncclSuccess) {
+    lines.push_back("nccl " + std::to_string(nccl / 10000) + "." + std::to_string(nccl / 100 % 100) + "." +
+                    std::to_string(nccl % 100));
+  }
+  int count = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc != cudaSuccess) {
+    lines.push_back(std::string("cuda devices: none (") + cudaGetErrorString(rc) + ")");
+    return lines;
+  }
+  for (int d = 0; d < count; ++d) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) continue;
+    char line[256];
+    std::snprintf(line, sizeof(line), "cuda device %d: %s, %.1f GiB, sm_%d%d", d, prop.name,
+                  static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0), prop.major, prop.minor);
+    lines.push_back(line);
+  }
+  return lines;
 }
 
 }  // namespace dfar

@@ -4,8 +4,6 @@
 // x batch B x k micro-steps give the parameters of 1 rank x batch N*B*k.
 #include "dfar/train/trainer.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -96,7 +94,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options, RunSetup& se
   // per-rank stream for dropout.
   torch::manual_seed(config_.run.seed);
   BuildModel();
-  model_identity_ = ModelIdentity(config_.model.path);
+  model_identity_ = BaseModelIdentity(config_.model, config_.run.seed);
   data_ = TokenizeTrainingData(config_, *model_.tokenizer);
   std::vector<int64_t> lengths;
   for (const auto& t : data_.train) lengths.push_back(static_cast<int64_t>(t.ids.size()));
@@ -119,7 +117,7 @@ Trainer::Trainer(const Config& config, const TrainOptions& options, RunSetup& se
 }
 
 void Trainer::BuildModel() {
-  model_ = LoadPretrained(config_.model.path);
+  model_ = LoadBaseModel(config_.model, config_.run.seed);
   DFAR_CHECK(model_.tokenizer != nullptr, config_.model.path, ": the model carries no tokenizer");
   auto& d = model_.decoder;
   if (config_.lora.enabled) {
@@ -140,19 +138,22 @@ void Trainer::BuildOptimizer() {
   engine_ = std::make_unique<StepEngine>(model_.decoder, comm_, setup_.tensors(), o);
   if (device_.is_cuda()) flops_ = std::make_unique<TrainFlopCounter>(model_.decoder);
   schedule_ = MakeSchedule(config_.train.schedule, config_.train.lr, TotalSteps(), config_.train.warmup_ratio);
-  spdlog::info("trainable parameters: {} in {} buckets; optimizer state {:.1f} MB on this rank (ZeRO {})",
-               engine_->trainable(), engine_->flat().buckets().size(), engine_->optimizer().state_bytes() / 1e6,
-               config_.dist.zero);
+  LogInfo("trainable parameters: {} in {} buckets; optimizer state {:.1f} MB on this rank (ZeRO {})",
+          engine_->trainable(), engine_->flat().buckets().size(), engine_->optimizer().state_bytes() / 1e6,
+          config_.dist.zero);
 }
 
 // MFU and device memory, for metrics.jsonl on CUDA.
 void Trainer::AddDeviceMetrics(nlohmann::json& j, double secs) {
   j["peak_memory_gb"] = nullptr;
+  j["allocator_peak_gb"] = nullptr;
   j["mfu"] = nullptr;
 #if defined(DFAR_WITH_NCCL)
   const int device = device_.index();
   peak_memory_bytes_ = std::max(peak_memory_bytes_, static_cast<double>(CudaMemoryInUseBytes(device)));
   if (peak_memory_bytes_ > 0) j["peak_memory_gb"] = peak_memory_bytes_ / 1e9;
+  const int64_t allocator_peak = compat::CudaAllocatorPeakBytes(device);
+  if (allocator_peak >= 0) j["allocator_peak_gb"] = static_cast<double>(allocator_peak) / 1e9;
   static const CudaDeviceInfo info = GetCudaDeviceInfo(device);
   // Rank 0's own model FLOPs over its own peak; ranks get equal shares of a step.
   if (info.peak_bf16_flops > 0) j["mfu"] = step_flops_ / secs / info.peak_bf16_flops;
@@ -246,8 +247,8 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double norm, double 
   const int64_t total = schedule_.total_steps;
   if ((step + 1) % config_.train.log_every == 0 || step + 1 == total) {
     const double eta = secs * static_cast<double>(total - step - 1);
-    spdlog::info("step {}/{} loss {:.4f} lr {:.3e} grad_norm {:.3f} tok/s {:.0f} eta {:.0f}s{}", step + 1, total, loss,
-                 lr, norm, tokens / secs, eta, skipped ? " (skipped: non-finite)" : "");
+    LogInfo("step {}/{} loss {:.4f} lr {:.3e} grad_norm {:.3f} tok/s {:.0f} eta {:.0f}s{}", step + 1, total, loss, lr,
+            norm, tokens / secs, eta, skipped ? " (skipped: non-finite)" : "");
   }
 }
 
@@ -280,7 +281,7 @@ std::string Trainer::SaveCheckpoint(int64_t step) {
   req.chunks = CollectStateChunks(engine_->flat(), engine_->optimizer(), static_cast<int>(config_.dist.zero),
                                   comm_.rank(), comm_.size());
   const std::string dir = writer_->Save(std::move(req));
-  spdlog::info("checkpoint step {} -> {}", step, dir);
+  LogInfo("checkpoint step {} -> {}", step, dir);
   return dir;
 }
 
@@ -300,7 +301,7 @@ void Trainer::Restore(const std::string& dir) {
   sampler_->Seek(cursor);
   if (reader.world_size() == comm_.size()) RestoreRngState(reader.index()["ranks"][comm_.rank()]["rng"]);
   start_step_ = reader.step();
-  spdlog::info("resumed from {} at step {}", dir, start_step_);
+  LogInfo("resumed from {} at step {}", dir, start_step_);
 }
 
 TrainSummary Trainer::Run() {
@@ -329,12 +330,12 @@ TrainSummary Trainer::Run() {
     summary.steps = step + 1;
     summary.last_grad_norm = norm;
     if (config_.train.eval_every > 0 && (step + 1) % config_.train.eval_every == 0)
-      spdlog::info("validation loss at step {}: {:.4f}", step + 1, ValidationLoss());
+      LogInfo("validation loss at step {}: {:.4f}", step + 1, ValidationLoss());
     const bool stop = StopRequested();
     if ((config_.ckpt.every > 0 && (step + 1) % config_.ckpt.every == 0) || step + 1 == total || stop)
       summary.last_checkpoint = SaveCheckpoint(step + 1);
     if (stop) {
-      spdlog::warn("stop signal received: checkpointed at step {} and exiting", step + 1);
+      LogWarn("stop signal received: checkpointed at step {} and exiting", step + 1);
       break;
     }
   }

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dfar/comm/communicator.h"
 
@@ -37,5 +38,11 @@ CudaDeviceInfo GetCudaDeviceInfo(int device);
 // Bytes in use on the device (total - free, cudaMemGetInfo): the caching
 // allocator's reservations plus the CUDA context; -1 on error.
 int64_t CudaMemoryInUseBytes(int device);
+
+// The CUDA driver, runtime and NCCL versions and every visible device, one
+// fact per line ("cuda driver 13.0", "nccl 2.28.9", "cuda device 0: NVIDIA
+// H200, 139.8 GiB, sm_90"), for `dfar version`. Without a driver the device
+// line says why none is listed.
+std::vector<std::string> DescribeCudaRuntime();
 
 }  // namespace dfar

@@ -6,6 +6,11 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <cstdint>
+#if defined(DFAR_TORCH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace dfar::compat {
 
 constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
@@ -27,6 +32,18 @@ inline at::Tensor ScaledDotProductAttention(const at::Tensor& q, const at::Tenso
 // CUDA availability without requiring a CUDA build.
 inline int CudaDeviceCount() {
   return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+}
+
+// Peak bytes that libtorch's CUDA caching allocator has handed to tensors on
+// `device` (the aggregate pool's allocated_bytes, index 0 in 1.13 and 2.x);
+// -1 when libtorch was built without CUDA (DFAR_TORCH_CUDA unset).
+inline int64_t CudaAllocatorPeakBytes(int device) {
+#if defined(DFAR_TORCH_CUDA)
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device)).allocated_bytes[0].peak;
+#else
+  (void)device;
+  return -1;
+#endif
 }
 
 }  // namespace dfar::compat
