@@ -24,6 +24,8 @@ def load(results, name):
 
 
 def fmt(v):
+    if v is None:
+        return "—"
     if isinstance(v, bool):
         return "OK" if v else "FAIL"
     if isinstance(v, float):
@@ -150,16 +152,62 @@ CPU_KINDS_NOTE = (
     "avx512_bf16.")
 
 
+GPU_NOT_MEASURED = (
+    "_Not measured._ No GPU machine was lent to the sessions that built this suite. `make gpu-bundle` and "
+    "`scripts/gpu_check.sh` (run on a GPU host, results copied to `benchmarks/results/gpu_check.json`) fill "
+    "this section: NCCL collectives, bf16 training of a ~1B Llama (LoRA and full, ZeRO 0 and 2, packing off "
+    "and on) with tokens/s, MFU and peak memory, bf16-on-CUDA against fp32-on-CPU loss, generation and a "
+    "checkpoint round trip. Until then the scaling model's GPU compute time rests on a CPU stand-in.\n\n")
+
+
+def gpu_section(gpu):
+    """The GPU section from scripts/gpu_check.sh's gpu_check.json."""
+    if not gpu:
+        return "## GPU\n\n" + GPU_NOT_MEASURED
+    text = "## GPU\n\n"
+    text += "`scripts/gpu_check.sh` (%s mode), %s. %s\n\n" % (
+        gpu.get("mode"), gpu.get("date"), "All checks passed." if gpu.get("ok") else "**Some checks failed.**")
+    if gpu.get("versions"):
+        text += "```\n" + "\n".join(gpu["versions"]) + "\n```\n\n"
+    train = []
+    checks = []
+    for step in gpu.get("steps", []):
+        detail = step.get("detail") or {}
+        if step["name"].startswith("train-") and "tokens_per_s" in detail:
+            row = {"run": step["name"][len("train-"):], "status": step["status"], "steps": detail.get("steps")}
+            for key in ("tokens_per_s", "mfu", "allocator_peak_gb", "peak_memory_gb", "loss_first", "loss_last"):
+                row[key] = detail.get(key)
+            train.append(row)
+        else:
+            shown = {k: v for k, v in detail.items() if not isinstance(v, (list, dict))}
+            checks.append({"check": step["name"], "status": step["status"], "seconds": step.get("seconds"),
+                           "detail": ", ".join("%s %s" % (k, fmt(v)) for k, v in shown.items())})
+    if train:
+        text += ("### bf16 training, random ~1.07B Llama, one device\n\n"
+                 "tokens_per_s: median over the last three quarters of the steps; mfu: model FLOPs over the "
+                 "GPU's dense bf16 peak; allocator_peak_gb: libtorch's caching allocator; peak_memory_gb: "
+                 "device memory in use (cudaMemGetInfo).\n\n" + md_table(train) + "\n")
+    if checks:
+        text += "### checks\n\n" + md_table(checks) + "\n"
+    return text
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--results", default="benchmarks/results")
     ap.add_argument("--out", default="docs/benchmarks.md")
     ap.add_argument("--suite-seconds", type=int, default=0)
     ap.add_argument("--failed", default="")
+    ap.add_argument("--gpu-only", metavar="GPU_CHECK_JSON",
+                    help="print only the GPU section rendered from this gpu_check.json, write nothing")
     args = ap.parse_args()
+    if args.gpu_only:
+        with open(args.gpu_only) as f:
+            sys.stdout.write(gpu_section(json.load(f)))
+        return
     R = args.results
     d = {n: load(R, n) for n in ("allreduce", "gradsync", "step", "step_eager", "step_hf_peft", "ckpt", "generate",
-                                 "generate_hf", "gpu")}
+                                 "generate_hf", "gpu_check")}
     goals = Goals()
     body = ""
 
@@ -269,15 +317,7 @@ def main():
             goals.add("generate: dfar tokens/s / HF generate tokens/s", g[0]["tokens_per_s"] / h["tokens_per_s"], 1.0)
     body += section(d["generate_hf"], "generate: HF transformers `generate`", "The same prompt ids, model and threads.")
 
-    gpu = d["gpu"]
-    body += "## GPU\n\n"
-    if gpu:
-        body += meta_line(gpu) + "\n\n" + md_table(gpu["rows"], gpu.get("columns")) + "\n"
-    else:
-        body += ("_Not measured._ No GPU machine was lent to the sessions that built this suite, so the MFU of a "
-                 "bf16 full fine-tuning step of a ~1B Llama on one GPU, its PyTorch-eager comparison and the "
-                 "NCCL all-reduce column are still open. The CUDA/NCCL code compiles and links on every CI "
-                 "build; run `benchmarks/run.sh` on a CUDA host to fill this section.\n\n")
+    body += gpu_section(d["gpu_check"])
 
     failed = [f for f in args.failed.split() if f]
     head = ["# Benchmarks", "",

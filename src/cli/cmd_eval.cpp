@@ -70,7 +70,7 @@ void RunEval(const EvalFlags& f) {
   InitLogging({comm->rank(), config.run.log_level, EvalOutDir(config), config.run.log_all_ranks_to_console});
   RunSetup setup(config.model, *comm);
   setup.LogTopology();
-  if (f.checkpoint.empty()) model = LoadPretrained(config.model.path);
+  if (f.checkpoint.empty()) model = LoadBaseModel(config.model, config.run.seed);
   PlaceForEval(model, setup);
   const EvalReport report = RunEvaluation(model, config, config.model.path, f.checkpoint, *comm);
   if (comm->rank() != 0) return;

@@ -1,11 +1,15 @@
-// `dfar tokenizer train|encode`.
+// `dfar tokenizer train|encode|export`.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "commands.h"
 #include "dfar/core/error.h"
+#include "dfar/core/file_util.h"
 #include "dfar/data/dataset.h"
 #include "dfar/data/tokenizer.h"
+#include "dfar/model/tokenizer_export.h"
+#include "dfar/weights/gguf.h"
 
 namespace dfar::cli {
 namespace {
@@ -39,10 +43,22 @@ void RunEncode(const TokenizerFlags& f) {
   std::printf("\n");
 }
 
+// The GGUF's tokenizer as tokenizer.json + tokenizer_config.json in --out:
+// a model directory with a config.json beside them and model.init random
+// then needs no weight file (scripts/gpu_bundle.sh).
+void RunExport(const TokenizerFlags& f) {
+  const GgufFile gguf = GgufFile::Open(f.model);
+  std::filesystem::create_directories(f.out);
+  const std::string json = (std::filesystem::path(f.out) / "tokenizer.json").string();
+  WriteFileAtomic(json, GgufTokenizerToHfJson(gguf));
+  WriteFileAtomic((std::filesystem::path(f.out) / "tokenizer_config.json").string(), GgufTokenizerConfigToHfJson(gguf));
+  std::printf("wrote %s and tokenizer_config.json from %s\n", json.c_str(), f.model.c_str());
+}
+
 }  // namespace
 
 void RegisterTokenizerCommand(CLI::App& app) {
-  auto* cmd = app.add_subcommand("tokenizer", "train or apply a SentencePiece tokenizer");
+  auto* cmd = app.add_subcommand("tokenizer", "train or apply a SentencePiece tokenizer, or export a GGUF's");
   cmd->require_subcommand(1);
   auto flags = std::make_shared<TokenizerFlags>();
 
@@ -57,6 +73,11 @@ void RegisterTokenizerCommand(CLI::App& app) {
   encode->add_option("--model,-m", flags->model, "tokenizer.model")->required();
   encode->add_option("text", flags->text, "text to encode")->required();
   encode->callback([flags] { RunEncode(*flags); });
+
+  auto* exp = cmd->add_subcommand("export", "write a GGUF's tokenizer as Hugging Face tokenizer.json files");
+  exp->add_option("--model,-m", flags->model, "a .gguf file")->required()->check(CLI::ExistingFile);
+  exp->add_option("--out,-o", flags->out, "output directory (gets tokenizer.json, tokenizer_config.json)")->required();
+  exp->callback([flags] { RunExport(*flags); });
 }
 
 }  // namespace dfar::cli

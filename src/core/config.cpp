@@ -179,6 +179,8 @@ std::vector<ConfigField> BuildSchema() {
       BoolField("run.log_all_ranks_to_console", DFAR_AT(run.log_all_ranks_to_console),
                 "every rank logs to the console, not only rank 0"),
       StringField("model.path", DFAR_AT(model.path), "pretrained model: .gguf file or HF directory"),
+      EnumField("model.init", DFAR_AT(model.init), {"pretrained", "random"},
+                "pretrained: weights from model.path; random: its config and tokenizer, weights from run.seed"),
       EnumField("model.device", DFAR_AT(model.device), {"auto", "cpu", "cuda"}, "compute device"),
       EnumField("model.dtype", DFAR_AT(model.dtype), {"auto", "fp32", "bf16"},
                 "compute dtype (auto: bf16 on CUDA; on CPU bf16 only where a probe GEMM shows it faster); master "

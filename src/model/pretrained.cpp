@@ -92,6 +92,52 @@ void AssignParameter(Decoder& decoder, const std::string& dfar_name, const std::
   p.copy_(src);
 }
 
+namespace {
+// HF's Llama init: every weight matrix and the embedding N(0, std), biases 0,
+// norms 1; logits then start near zero and the first loss near ln(vocab).
+// (The layers' own defaults, Kaiming-uniform matrices and an N(0, 1)
+// embedding, made a random 1B model's first loss ~60.)
+void InitLikeHf(Decoder& decoder) {
+  torch::NoGradGuard no_grad;
+  const double std = decoder->config().initializer_range;
+  for (auto& p : decoder->named_parameters()) {
+    if (p.key().find("norm") != std::string::npos) {
+      p.value().fill_(1.0);
+    } else if (p.value().dim() >= 2) {
+      p.value().normal_(0.0, std);
+    } else {
+      p.value().zero_();
+    }
+  }
+}
+
+// The config and tokenizer of `path`, with HF-style random weights.
+PretrainedModel RandomlyInitialised(const std::string& path, uint64_t seed) {
+  DFAR_CHECK(fs::exists(path), "model path '", path, "' does not exist");
+  PretrainedModel m;
+  m.source = path;
+  torch::manual_seed(seed);
+  if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf") {
+    GgufFile g = GgufFile::Open(path);
+    m.format = "gguf";
+    m.decoder = Decoder(ModelConfigFromGguf(g));
+    m.tokenizer = LoadBpeTokenizerFromGguf(g);
+  } else {
+    DFAR_CHECK(fs::is_directory(path), "model path '", path,
+               "' is neither a .gguf file nor a Hugging Face model directory");
+    m.format = "hf";
+    m.decoder = Decoder(ModelConfigFromHfJson((fs::path(path) / "config.json").string()));
+    m.tokenizer = HfTokenizer(path);
+  }
+  InitLikeHf(m.decoder);
+  return m;
+}
+}  // namespace
+
+PretrainedModel LoadBaseModel(const ModelSection& model, uint64_t seed) {
+  return model.init == "random" ? RandomlyInitialised(model.path, seed) : LoadPretrained(model.path);
+}
+
 PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer) {
   PretrainedModel m;
   m.source = path;

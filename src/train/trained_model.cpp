@@ -50,15 +50,20 @@ std::string ModelIdentity(const std::string& path) {
   return id;
 }
 
+std::string BaseModelIdentity(const ModelSection& model, uint64_t seed) {
+  const std::string files = ModelIdentity(model.path);
+  return model.init == "random" ? "random-init(seed " + std::to_string(seed) + ");" + files : files;
+}
+
 PretrainedModel LoadTrainedModel(const std::string& checkpoint_dir, Config* config_out) {
   const CheckpointReader reader = CheckpointReader::Open(checkpoint_dir);
   const TrainMeta meta = TrainMeta::FromJson(reader.meta(), checkpoint_dir + "/index.json");
   DFAR_CHECK(!meta.config_yaml.empty(), checkpoint_dir,
              ": index.json has no training config (was it written by `dfar train`?)");
   Config config = LoadConfigText(meta.config_yaml, checkpoint_dir + "/index.json meta");
-  DFAR_CHECK(meta.model_identity == ModelIdentity(config.model.path), checkpoint_dir, ": base model '",
+  DFAR_CHECK(meta.model_identity == BaseModelIdentity(config.model, config.run.seed), checkpoint_dir, ": base model '",
              config.model.path, "' differs from the one the checkpoint was trained from (", meta.model_identity, ")");
-  PretrainedModel model = LoadPretrained(config.model.path);
+  PretrainedModel model = LoadBaseModel(config.model, config.run.seed);
   if (config.lora.enabled)
     model.decoder->EnableLora(config.lora.targets, config.lora.rank, config.lora.alpha, config.lora.dropout);
   torch::NoGradGuard no_grad;

@@ -117,6 +117,7 @@ ModelConfig ModelConfigFromHfJson(const std::string& path) {
                                                                            : c.hidden_size / c.num_heads;
   c.max_position = j.value("max_position_embeddings", int64_t{2048});
   c.rms_norm_eps = j.value("rms_norm_eps", 1e-5);
+  c.initializer_range = j.value("initializer_range", 0.02);
   c.rope_theta = j.value("rope_theta", 10000.0);
   c.tie_embeddings = j.value("tie_word_embeddings", c.architecture == "qwen2");
   const bool window_on = c.architecture == "mistral" || j.value("use_sliding_window", false);

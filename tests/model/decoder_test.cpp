@@ -162,5 +162,33 @@ TEST(DecoderTest, WrongShapeNamesTensorAndShapes) {
   }
 }
 
+// model.init random: the config and tokenizer of a model directory, weights
+// drawn like HF's init from the seed. The tiny-spm fixture's weight file is
+// never read (its config is used with the seed's weights instead).
+TEST(DecoderTest, RandomInitIsSeededHfStyleAndLoadsTheTokenizer) {
+  ModelSection section;
+  section.path = FixtureDir("tiny-spm");
+  section.init = "random";
+  const PretrainedModel a = LoadBaseModel(section, 7), b = LoadBaseModel(section, 7), c = LoadBaseModel(section, 8);
+  ASSERT_NE(a.tokenizer, nullptr);
+  const PretrainedModel loaded = LoadPretrained(section.path);
+  auto pa = a.decoder->named_parameters(), pb = b.decoder->named_parameters(), pc = c.decoder->named_parameters();
+  auto pl = loaded.decoder->named_parameters();
+  for (const auto& p : pa) {
+    const torch::Tensor& w = p.value();
+    EXPECT_TRUE(torch::equal(w, pb[p.key()])) << p.key() << " differs for the same seed";
+    if (p.key().find("norm") != std::string::npos) {
+      EXPECT_TRUE(torch::all(w == 1).item<bool>()) << p.key();
+      continue;
+    }
+    EXPECT_FALSE(torch::equal(w, pc[p.key()])) << p.key() << " is the same for another seed";
+    EXPECT_FALSE(torch::equal(w, pl[p.key()])) << p.key() << " came from the weight file";
+    // N(0, 0.02) over >= 2048 draws (the k and v projections, 32 x 64): the
+    // sample std's relative standard error is 1/sqrt(2n) <= 1.6%, so 10% is
+    // over 6 standard errors.
+    EXPECT_NEAR(w.std().item<double>(), 0.02, 0.002) << p.key();
+  }
+}
+
 }  // namespace
 }  // namespace dfar

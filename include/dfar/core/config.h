@@ -93,6 +93,9 @@ struct TrainConfig {
 // Which model and how it computes.
 struct ModelSection {
   std::string path = ".cache/models/smollm2-135m-instruct.gguf";  // .gguf file or HF directory.
+  // pretrained: weights from path. random: only the config and tokenizer from
+  // path, weights drawn from run.seed (sizing and GPU checks without weights).
+  std::string init = "pretrained";
   std::string device = "auto";  // auto|cpu|cuda: auto takes this rank's GPU if one exists.
   std::string dtype =
       "auto";  // auto|fp32|bf16: auto = bf16 on CUDA; on CPU bf16 only where a probe GEMM shows it faster.

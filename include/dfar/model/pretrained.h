@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "dfar/core/config.h"
 #include "dfar/data/tokenizer.h"
 #include "dfar/model/decoder.h"
 
@@ -30,6 +31,13 @@ struct PretrainedModel {
 };
 
 PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer = true);
+
+// The base model that a run's model section names. init "pretrained" is
+// LoadPretrained(model.path); init "random" reads only the config (and the
+// tokenizer) from model.path and keeps the decoder's own initialisation,
+// drawn after torch::manual_seed(seed): the same seed gives the same weights,
+// so a LoRA checkpoint of a random base reloads onto the same base.
+PretrainedModel LoadBaseModel(const ModelSection& model, uint64_t seed);
 
 // Copies `values` (row-major, `shape`) into the decoder parameter `dfar_name`,
 // checking the shape. `source` names the file in messages.

@@ -20,5 +20,8 @@ PretrainedModel LoadTrainedModel(const std::string& checkpoint_dir, Config* conf
 // Identity of a model file or directory: bytes and CRC32C of its weight and
 // tokenizer files, so a checkpoint can refuse a different base model.
 std::string ModelIdentity(const std::string& path);
+// ModelIdentity of the base model that a model section names; a randomly
+// initialised base (model.init random) also records its seed.
+std::string BaseModelIdentity(const ModelSection& model, uint64_t seed);
 
 }  // namespace dfar

@@ -43,6 +43,9 @@ struct ModelConfig {
   bool qkv_bias = false;
   int64_t bos_id = -1;
   int64_t eos_id = -1;
+  // Std of the normal init of a randomly initialised model (HF's
+  // initializer_range; model.init random). Not used when weights are loaded.
+  double initializer_range = 0.02;
 
   // Throws naming the first inconsistent field (e.g. heads % kv_heads != 0).
   void Validate(const std::string& source) const;
