@@ -29,13 +29,8 @@ while IFS= read -r link; do problems+=("symbolic link (not carried): $link"); do
 nvidia_libs=$(find "$NVIDIA" -mindepth 2 -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':')
 search="$BUNDLE/lib:$TORCH_LIB:$nvidia_libs"
 
-glibc_name() {
-  case "$1" in
-    linux-vdso.so.* | ld-linux-x86-64.so.* | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | \
-      libutil.so.* | libresolv.so.* | libanl.so.* | libnsl.so.* | libstdc++.so.* | libgcc_s.so.*) return 0 ;;
-  esac
-  return 1
-}
+# shellcheck source=scripts/gpu_check/host_libs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/gpu_check/host_libs.sh"
 
 inside_allowed() {
   case "$1" in
@@ -65,7 +60,7 @@ while IFS= read -r -d '' f; do
     fi
     if [ "$path" = "not" ]; then
       [ "$name" = "libcuda.so.1" ] || problems+=("$rel: needs $name, which is not found")
-    elif ! glibc_name "$name" && ! inside_allowed "$path" && ! inside_allowed "$(realpath -m "$path")"; then
+    elif ! system_library "$name" && ! inside_allowed "$path" && ! inside_allowed "$(realpath -m "$path")"; then
       problems+=("$rel: needs $name, found only outside the bundle, torch and the nvidia wheels ($path)")
     fi
   done <<<"$listing"

@@ -93,6 +93,8 @@ fi
 strip --strip-unneeded "$TMP"/bin/* "$TMP"/ompi/bin/* "$TMP/lib/libdfar_spm.so" 2>/dev/null || true
 
 # -- the library closure ----------------------------------------------------
+# shellcheck source=scripts/gpu_check/host_libs.sh
+. "$REPO/scripts/gpu_check/host_libs.sh"
 # Provided on the GPU host, never bundled: torch's lib/, the nvidia-* wheels,
 # the CUDA toolkit's and driver's libraries, and glibc.
 provided_by_host() {
@@ -104,10 +106,8 @@ provided_by_host() {
     libcuda.so.* | libnvidia-*.so.* | libcudart.so.* | libnccl.so.* | libcublas*.so.* | libnvrtc*.so.* | \
       libcupti.so.* | libcufft*.so.* | libcurand.so.* | libcusparse*.so.* | libcusolver*.so.* | libnvJitLink.so.* | \
       libnvToolsExt.so.* | libcudnn*.so.* | libcufile*.so.* | libnvshmem*.so.*) return 0 ;;
-    linux-vdso.so.* | ld-linux-x86-64.so.* | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | \
-      libutil.so.* | libresolv.so.* | libanl.so.* | libnsl.so.* | libstdc++.so.* | libgcc_s.so.*) return 0 ;;
   esac
-  return 1
+  system_library "$name"
 }
 
 elf_files() {

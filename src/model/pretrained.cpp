@@ -111,34 +111,8 @@ void InitLikeHf(Decoder& decoder) {
   }
 }
 
-// The config and tokenizer of `path`, with HF-style random weights.
-PretrainedModel RandomlyInitialised(const std::string& path, uint64_t seed) {
-  DFAR_CHECK(fs::exists(path), "model path '", path, "' does not exist");
-  PretrainedModel m;
-  m.source = path;
-  torch::manual_seed(seed);
-  if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf") {
-    GgufFile g = GgufFile::Open(path);
-    m.format = "gguf";
-    m.decoder = Decoder(ModelConfigFromGguf(g));
-    m.tokenizer = LoadBpeTokenizerFromGguf(g);
-  } else {
-    DFAR_CHECK(fs::is_directory(path), "model path '", path,
-               "' is neither a .gguf file nor a Hugging Face model directory");
-    m.format = "hf";
-    m.decoder = Decoder(ModelConfigFromHfJson((fs::path(path) / "config.json").string()));
-    m.tokenizer = HfTokenizer(path);
-  }
-  InitLikeHf(m.decoder);
-  return m;
-}
-}  // namespace
-
-PretrainedModel LoadBaseModel(const ModelSection& model, uint64_t seed) {
-  return model.init == "random" ? RandomlyInitialised(model.path, seed) : LoadPretrained(model.path);
-}
-
-PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer) {
+// Config (and tokenizer) of `path`; its weights only when `load_weights`.
+PretrainedModel Load(const std::string& path, bool with_tokenizer, bool load_weights) {
   PretrainedModel m;
   m.source = path;
   DFAR_CHECK(fs::exists(path), "model path '", path, "' does not exist");
@@ -146,7 +120,7 @@ PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer) {
     GgufFile g = GgufFile::Open(path);
     m.format = "gguf";
     m.decoder = Decoder(ModelConfigFromGguf(g));
-    LoadGgufWeights(m.decoder, g);
+    if (load_weights) LoadGgufWeights(m.decoder, g);
     if (with_tokenizer) m.tokenizer = LoadBpeTokenizerFromGguf(g);
     return m;
   }
@@ -154,9 +128,22 @@ PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer) {
              "' is neither a .gguf file nor a Hugging Face model directory");
   m.format = "hf";
   m.decoder = Decoder(ModelConfigFromHfJson((fs::path(path) / "config.json").string()));
-  LoadHfWeights(m.decoder, SafetensorsCheckpoint::Open(path), path);
+  if (load_weights) LoadHfWeights(m.decoder, SafetensorsCheckpoint::Open(path), path);
   if (with_tokenizer) m.tokenizer = HfTokenizer(path);
   return m;
+}
+}  // namespace
+
+PretrainedModel LoadBaseModel(const ModelSection& model, uint64_t seed) {
+  if (model.init != "random") return LoadPretrained(model.path);
+  torch::manual_seed(seed);
+  PretrainedModel m = Load(model.path, /*with_tokenizer=*/true, /*load_weights=*/false);
+  InitLikeHf(m.decoder);
+  return m;
+}
+
+PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer) {
+  return Load(path, with_tokenizer, /*load_weights=*/true);
 }
 
 }  // namespace dfar
