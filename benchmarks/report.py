@@ -157,7 +157,27 @@ GPU_NOT_MEASURED = (
     "`scripts/gpu_check.sh` (run on a GPU host, results copied to `benchmarks/results/gpu_check.json`) fill "
     "this section: NCCL collectives, bf16 training of a ~1B Llama (LoRA and full, ZeRO 0 and 2, packing off "
     "and on) with tokens/s, MFU and peak memory, bf16-on-CUDA against fp32-on-CPU loss, generation and a "
-    "checkpoint round trip. Until then the scaling model's GPU compute time rests on a CPU stand-in.\n\n")
+    "checkpoint round trip. Until then the scaling model's GPU compute time rests on a CPU stand-in.\n\n"
+    "Goals of the CUDA path that wait for a GPU host, each not yet measured: a 1B-class full fine-tune in bf16 "
+    "at MFU >= 40% on one H100/H200 (torchtitan reports 33-39% for 8B FSDP), `bench_step --device cuda`; a "
+    "7B-shaped LoRA step's tokens/s against HF transformers + peft on the same model and batch, where those can "
+    "be installed on the host.\n\n")
+
+
+ATTENTION_TEXT = (
+    "Packed rows (DFAR-sized samples of 40-120 tokens), forward + backward of SmolLM2-135M in fp32: attention by "
+    "per-sample spans (causal SDPA per sample) against one call with the dense [B,1,T,T] mask. The trainer uses "
+    "spans where libtorch's SDPA has mask-free fused kernels (libtorch >= 2), the dense mask on 1.13.")
+
+
+def attention_section(default, torch211):
+    """The packed-attention section from bench_attention's JSON: the default build, and the torch 2.11 build's
+    run when one was saved (results/attention_torch2.11.json)."""
+    text = section(default, "attention: packed batches", ATTENTION_TEXT)
+    if torch211 is not None:
+        text += section(torch211, "attention: packed batches, libtorch 2.11 build", "The same benchmark, built "
+                        "against the torch 2.11 wheel (`build-alt/bin/bench_attention`).")
+    return text
 
 
 def gpu_section(gpu):
@@ -175,7 +195,7 @@ def gpu_section(gpu):
         detail = step.get("detail") or {}
         if step["name"].startswith("train-") and "tokens_per_s" in detail:
             row = {"run": step["name"][len("train-"):], "status": step["status"], "steps": detail.get("steps")}
-            for key in ("tokens_per_s", "mfu", "allocator_peak_gb", "peak_memory_gb", "loss_first", "loss_last"):
+            for key in ("tokens_per_s", "mfu", "peak_memory_gb", "loss_first", "loss_last"):
                 row[key] = detail.get(key)
             train.append(row)
         else:
@@ -185,8 +205,8 @@ def gpu_section(gpu):
     if train:
         text += ("### bf16 training, random ~1.07B Llama, one device\n\n"
                  "tokens_per_s: median over the last three quarters of the steps; mfu: model FLOPs over the "
-                 "GPU's dense bf16 peak; allocator_peak_gb: libtorch's caching allocator; peak_memory_gb: "
-                 "device memory in use (cudaMemGetInfo).\n\n" + md_table(train) + "\n")
+                 "GPU's dense bf16 peak; peak_memory_gb: the peak of libtorch's caching allocator "
+                 "(max_memory_allocated).\n\n" + md_table(train) + "\n")
     if checks:
         text += "### checks\n\n" + md_table(checks) + "\n"
     return text
@@ -207,7 +227,7 @@ def main():
         return
     R = args.results
     d = {n: load(R, n) for n in ("allreduce", "gradsync", "step", "step_eager", "step_hf_peft", "ckpt", "generate",
-                                 "generate_hf", "gpu_check")}
+                                 "generate_hf", "attention", "attention_torch2.11", "gpu_check")}
     goals = Goals()
     body = ""
 
@@ -317,6 +337,7 @@ def main():
             goals.add("generate: dfar tokens/s / HF generate tokens/s", g[0]["tokens_per_s"] / h["tokens_per_s"], 1.0)
     body += section(d["generate_hf"], "generate: HF transformers `generate`", "The same prompt ids, model and threads.")
 
+    body += attention_section(d["attention"], d["attention_torch2.11"])
     body += gpu_section(d["gpu_check"])
 
     failed = [f for f in args.failed.split() if f]

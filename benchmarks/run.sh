@@ -51,6 +51,7 @@ for c in smollm2-lora-bf16 smollm2-full-bf16; do
     "${Q[@]}" --json "$OUT/scaling-$c-np2-b2.json"
 done
 step ckpt "${MPI[@]}" -np 2 "$BIN/bench_ckpt" --dir "$WORK/ckpt" "${Q[@]}" --json "$OUT/ckpt.json"
+step attention env OMP_NUM_THREADS=2 "$BIN/bench_attention" --threads 2 "${Q[@]}" --json "$OUT/attention.json"
 step generate env OMP_NUM_THREADS=2 "$BIN/bench_generate" --threads 2 "${Q[@]}" --json "$OUT/generate.json"
 step generate_hf env OMP_NUM_THREADS=2 $PY benchmarks/py/generate_hf.py --models "$WORK/models" --threads 2 \
   --reference "$OUT/generate.json" "${Q[@]}" --json "$OUT/generate_hf.json"

@@ -11,10 +11,13 @@
 #   2 nccl       NCCL all-reduce (sum, max, avg), reduce-scatter, all-gather,
 #                broadcast in fp32 and bf16 at world size 1, exact values
 #                (tests/mpi/nccl_mpitest.cpp)
+#   2b cuda-path the CUDA path's unit checks (tests/train/cuda_path_test.cpp):
+#                fused AdamW, dropout replay, generator state, bf16 RoPE,
+#                packed span attention
 #   3 train-*    20 bf16 steps of a random ~1.07B Llama (Llama-3.2-1B shape,
 #                SmolLM2's tokenizer, model.init random) on DFAR samples:
 #                LoRA and full fine-tuning x ZeRO 0 and 2 x packing off and
-#                on; tokens/s, MFU, device and allocator peak memory each
+#                on; tokens/s, MFU, the allocator's peak memory each
 #   4 bf16-fp32  first-step loss of the tiny fixture model in bf16 on CUDA
 #                against fp32 on CPU, same weights and batch (RoPE, dtype)
 #   5 eval       dfar eval with generation on the GPU, 8 test examples, from
@@ -147,18 +150,33 @@ check_versions() {
   return 0
 }
 
-check_nccl() {
-  nccl_mpitest --gtest_output="json:$OUT_DIR/nccl_mpitest.json" >"$OUT_DIR/nccl_mpitest.log" 2>&1
-  local rc=$?
-  tail -n 5 "$OUT_DIR/nccl_mpitest.log"
-  "${SUMMARIZE[@]}" gtest "$OUT_DIR/nccl_mpitest.json" >"$DETAIL" || return 1
+# gtest_step NAME MIN_RUN BINARY ARGS...: a gtest binary whose JSON report
+# becomes the step's detail; on a GPU host every test must run (none
+# skipped) and at least MIN_RUN of them, in the dry run skipping is allowed.
+gtest_step() {
+  local name=$1 min_run=$2 rc full
+  shift 2
+  "$@" --gtest_output="json:$OUT_DIR/$name.json" >"$OUT_DIR/$name.log" 2>&1
+  rc=$?
+  tail -n 5 "$OUT_DIR/$name.log"
+  "${SUMMARIZE[@]}" gtest "$OUT_DIR/$name.json" >"$DETAIL" || return 1
   cat "$DETAIL"
   [ "$rc" -eq 0 ] || return 1
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["run"] >= 8 and d["skipped"] == 0 else 3)' "$DETAIL"
-  local full=$?
-  if [ "$full" -ne 0 ] && [ "$DRY" -eq 0 ]; then echo "NCCL tests skipped on a GPU host"; return 1; fi
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["run"] >= int(sys.argv[2]) and d["skipped"] == 0 else 3)' \
+    "$DETAIL" "$min_run"
+  full=$?
+  if [ "$full" -ne 0 ] && [ "$DRY" -eq 0 ]; then echo "$name: tests skipped on a GPU host"; return 1; fi
   return "$full"
 }
+
+check_nccl() { gtest_step nccl_mpitest 9 nccl_mpitest; }
+
+# The CUDA path's unit checks (tests/train/cuda_path_test.cpp): torch's fused
+# AdamW on the GPU against dfar's CPU loop, dropout replay under activation
+# checkpointing with the CUDA generator, the CUDA generator state round trip
+# of a resume, bf16 RoPE at positions 256..511, packed span attention
+# against the dense mask in bf16. They skip without a GPU (dry run).
+check_cuda_path() { gtest_step cuda_path 5 dfar_torch_tests --gtest_filter='CudaPathTest.*'; }
 
 # train_case NAME LORA ZERO PACK: one training run of the matrix.
 train_case() {
@@ -257,6 +275,7 @@ check_checkpoint() {
 
 run_step versions 60 check_versions
 run_step nccl 120 check_nccl
+run_step cuda-path 90 check_cuda_path
 for fn in train_lora_z0_unpacked train_lora_z0_packed train_lora_z2_unpacked train_lora_z2_packed \
   train_full_z0_unpacked train_full_z0_packed train_full_z2_unpacked train_full_z2_packed; do
   name=${fn#train_}

@@ -35,6 +35,9 @@
 
 #include "dfar/core/config.h"
 #include "dfar/core/error.h"
+#if defined(DFAR_WITH_NCCL)
+#include "dfar/comm/nccl_communicator.h"
+#endif
 #include "harness.h"
 #include "step_util.h"
 #include "torch_meta.h"
@@ -48,11 +51,13 @@ constexpr double kBf16PeakGflops = 400.0;  // Two cores' bf16 GEMM peak, as stat
 const char* const kDefaultModel = ".cache/models/smollm2-135m-instruct.gguf";
 
 const char* const kUsage =
-    "bench_step [--case NAME] [--threads N] [--batch B] [--seq T] [--warmup N] [--timed N]\n"
-    "           [--model GGUF] [--export DIR] [--quick] [--json FILE]\n"
+    "bench_step [--case NAME] [--device cpu|cuda] [--threads N] [--batch B] [--seq T] [--warmup N]\n"
+    "           [--timed N] [--model GGUF] [--export DIR] [--quick] [--json FILE]\n"
     "cases: tiny-full-fp32 smollm2-full-fp32 smollm2-full-bf16 smollm2-lora-fp32 smollm2-lora-bf16\n"
     "       (default: all, in this order). --batch is per rank. --export DIR writes DIR/tiny-llama and\n"
-    "       DIR/smollm2 (HF layout) before timing, for the Python baselines.";
+    "       DIR/smollm2 (HF layout) before timing, for the Python baselines.\n"
+    "       --device cuda: each rank on its GPU; the table then adds mfu, model FLOPs over the\n"
+    "       device's dense bf16 peak (a table of known GPUs; blank for another).";
 
 struct CaseSpec {
   std::string name;
@@ -100,15 +105,17 @@ struct CaseResult {
   int64_t trainable = 0;
 };
 
-CaseResult RunCase(const CaseSpec& spec, const std::string& model_path, dfar::Communicator& comm) {
+CaseResult RunCase(const CaseSpec& spec, const std::string& model_path, const std::string& device,
+                   dfar::Communicator& comm) {
   dfar::PretrainedModel model = spec.tiny ? dfar::bench::MakeTinyLlama() : dfar::LoadPretrained(model_path, false);
   dfar::bench::TrainSetup setup;
   setup.lora = spec.lora;
   setup.dtype = spec.dtype;
   setup.bucket_mb = dfar::DistConfig{}.bucket_mb;
+  setup.device = device;
   dfar::bench::Trainee trainee(std::move(model), setup, comm);
-  const auto batch =
-      dfar::bench::MakeStepBatch(comm.rank(), spec.batch, spec.seq, trainee.decoder()->config().vocab_size);
+  const auto batch = trainee.OnDevice(
+      dfar::bench::MakeStepBatch(comm.rank(), spec.batch, spec.seq, trainee.decoder()->config().vocab_size));
   CaseResult r;
   r.flops_per_token = dfar::TrainFlopsPerToken(trainee.decoder(), spec.seq, /*activation_checkpointing=*/false);
   r.trainable = trainee.trainable();
@@ -142,6 +149,16 @@ std::string FormatNumber(double x) {
   return buf;
 }
 
+// Dense bf16 peak of this rank's GPU (0: CPU, or a GPU not in the table).
+double DevicePeakFlops(const std::string& device) {
+  if (device != "cuda") return 0;
+#if defined(DFAR_WITH_NCCL)
+  return dfar::GetCudaDeviceInfo(0).peak_bf16_flops;
+#else
+  return 0;
+#endif
+}
+
 void BeginTable(Report& report) {
   report.Begin({{"case", 18},
                 {"ranks", 5},
@@ -151,17 +168,22 @@ void BeginTable(Report& report) {
                 {"tokens_per_s", 12, 1},
                 {"gflops_per_s", 12, 2},
                 {"loss_first", 11, 6},
-                {"loss_last", 11, 6}});
+                {"loss_last", 11, 6},
+                {"mfu", 6, 3}});
 }
 
 int Run(const Args& args) {
   auto comm = dfar::MakeHostCommunicator();
   torch::set_num_threads(static_cast<int>(args.GetInt("threads", 2)));
   const std::string model_path = args.Get("model", kDefaultModel);
+  const std::string device = args.Get("device", "cpu");
+  DFAR_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda, not '", device, "'");
+  const double peak = DevicePeakFlops(device);
   const auto cases = SelectCases(args);
   Report report("step", args, comm->rank(), comm->size());
   dfar::bench::AddTorchMeta(report);
   report.Meta("model", model_path);
+  report.Meta("device", device);
   report.Meta("bucket_mb", FormatNumber(dfar::DistConfig{}.bucket_mb));
   if (args.kv.count("export")) {
     ExportModels(args.Get("export", ""), model_path, *comm);
@@ -171,12 +193,14 @@ int Run(const Args& args) {
   nlohmann::json share = nlohmann::json::object(), flops = nlohmann::json::object(),
                  trainable = nlohmann::json::object();
   for (const auto& spec : cases) {
-    const CaseResult r = RunCase(spec, model_path, *comm);
+    const CaseResult r = RunCase(spec, model_path, device, *comm);
     const double tokens = static_cast<double>(comm->size() * spec.batch * spec.seq);
     const double gflops = r.flops_per_token * tokens / r.step_s / 1e9;
     const bool ok = std::isfinite(r.loss_first) && std::isfinite(r.loss_last) && r.loss_last < r.loss_first;
+    // MFU per rank: each rank does 1/size of the global tokens on its own GPU.
+    const double mfu = peak > 0 ? gflops * 1e9 / comm->size() / peak : std::nan("");
     report.Row({spec.name, int64_t{comm->size()}, spec.batch, spec.seq, 1e3 * r.step_s, tokens / r.step_s, gflops,
-                r.loss_first, r.loss_last},
+                r.loss_first, r.loss_last, mfu},
                ok);
     if (spec.dtype == torch::kBFloat16) share[spec.name] = gflops / kBf16PeakGflops;
     flops[spec.name] = r.flops_per_token;

@@ -75,7 +75,7 @@ namespace {
 // model.device / model.dtype for the run setup of a benchmark case.
 ModelSection Placement(const TrainSetup& setup) {
   ModelSection m;
-  m.device = "cpu";
+  m.device = setup.device;
   m.dtype = setup.dtype == torch::kBFloat16 ? "bf16" : "fp32";
   return m;
 }
@@ -93,15 +93,23 @@ Trainee::Trainee(PretrainedModel model, const TrainSetup& setup, Communicator& c
   d->train();
   StepEngineOptions o;
   o.bucket_mb = setup.bucket_mb;
-  engine_ = std::make_unique<StepEngine>(d, comm_, run_->tensors(), o);
+  engine_ = std::make_unique<StepEngine>(d, run_->tensors(), o);
 }
 
 double Trainee::Step(const StepBatch& batch, double lr) {
   double count = batch.supervised;
   comm_.AllReduce(&count, 1, DType::kFloat64, ReduceOp::kSum);
-  const double loss = engine_->ForwardBackward({batch.tensors}, count);
-  engine_->Update(loss, lr, 1.0);
+  engine_->ForwardBackward({batch.tensors}, count);
+  const double loss = engine_->Update(lr, 1.0).loss;
+  if (run_->device().is_cuda()) torch::cuda::synchronize(run_->device().index());
   return loss;
+}
+
+StepBatch Trainee::OnDevice(const StepBatch& batch) const {
+  StepBatch out = batch;
+  out.tensors.input_ids = batch.tensors.input_ids.to(run_->device());
+  out.tensors.labels = batch.tensors.labels.to(run_->device());
+  return out;
 }
 
 }  // namespace dfar::bench

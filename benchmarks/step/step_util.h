@@ -42,6 +42,7 @@ struct TrainSetup {
   bool lora = false;  // r 64, alpha 16, dropout 0 on q,k,v,o,gate,up,down.
   torch::ScalarType dtype = torch::kFloat;
   double bucket_mb = 32;
+  std::string device = "cpu";  // model.device: cpu, or cuda (this rank's GPU).
 };
 
 // A model wired for training the way Trainer::BuildModel/BuildOptimizer do it:
@@ -53,7 +54,12 @@ class Trainee {
   // One optimizer step as Trainer::TrainStep + Trainer::Run do it: global
   // supervised count, StepEngine::ForwardBackward, StepEngine::Update with
   // clip 1.0. Returns the global mean loss of the step (before its update).
+  // On CUDA the step ends with a device synchronisation, so that a timer
+  // around it sees the optimizer's kernels too.
   double Step(const StepBatch& batch, double lr);
+  // The batch on this trainee's device (done once, before timing).
+  StepBatch OnDevice(const StepBatch& batch) const;
+  const torch::Device& device() const { return run_->device(); }
   Decoder& decoder() { return model_.decoder; }
   int64_t trainable() const { return engine_->trainable(); }
 

@@ -60,7 +60,6 @@ def metrics(run_dir, steps):
         "tokens_per_s": median("tokens_per_s"),
         "mfu": median("mfu"),
         "peak_memory_gb": peak("peak_memory_gb"),
-        "allocator_peak_gb": peak("allocator_peak_gb"),
     }
 
 

@@ -68,9 +68,11 @@ void RunEval(const EvalFlags& f) {
   if (!f.checkpoint.empty()) model = LoadCheckpoint(f.checkpoint, &config, f.config);
   ApplyFlags(f, &config);
   InitLogging({comm->rank(), config.run.log_level, EvalOutDir(config), config.run.log_all_ranks_to_console});
-  RunSetup setup(config.model, *comm);
+  RunSetup setup(config.model, *comm, config.dist.collective_timeout_s);
   setup.LogTopology();
-  if (f.checkpoint.empty()) model = LoadBaseModel(config.model, config.run.seed);
+  if (f.checkpoint.empty())
+    model = LoadBaseModel(config.model, config.run.seed,
+                          {torch::TensorOptions().device(setup.device()).dtype(setup.dtype()), false});
   PlaceForEval(model, setup);
   const EvalReport report = RunEvaluation(model, config, config.model.path, f.checkpoint, *comm);
   if (comm->rank() != 0) return;

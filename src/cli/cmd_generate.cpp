@@ -22,12 +22,13 @@ struct GenerateFlags {
 };
 
 void RunGenerate(const GenerateFlags& f) {
-  PretrainedModel m = LoadPretrained(f.model);
-  DFAR_CHECK(m.tokenizer != nullptr, f.model, ": no tokenizer found (need tokenizer.json or tokenizer.model)");
-  // The same run setup as train and eval: one device and dtype rule.
+  // The same run setup as train and eval: one device and dtype rule; the
+  // weights load straight onto that device in that dtype.
   auto comm = MakeSingleCommunicator();
   RunSetup setup(f.placement, *comm);
-  m.decoder->to(setup.device(), setup.dtype());
+  PretrainedModel m =
+      LoadPretrained(f.model, true, {torch::TensorOptions().device(setup.device()).dtype(setup.dtype()), false});
+  DFAR_CHECK(m.tokenizer != nullptr, f.model, ": no tokenizer found (need tokenizer.json or tokenizer.model)");
   m.decoder->eval();
   // Instruct models whose vocabulary has ChatML markers (SmolLM2, Qwen) get
   // the prompt as a user turn, as chat front ends do; --raw sends it as is.

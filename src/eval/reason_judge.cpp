@@ -119,12 +119,13 @@ std::vector<int> MajorityOfNearest(const torch::Tensor& queries, const torch::Te
   DFAR_CHECK(bank.size(0) == static_cast<int64_t>(bank_labels.size()) && bank.size(0) > 0,
              "reason bank: ", bank.size(0), " embeddings for ", bank_labels.size(), " labels");
   const int64_t kk = std::min<int64_t>(k, bank.size(0));
-  const torch::Tensor top = std::get<1>(torch::matmul(queries, bank.t()).topk(kk, 1));
+  const torch::Tensor top_t = std::get<1>(torch::matmul(queries, bank.t()).topk(kk, 1)).to(torch::kCPU).contiguous();
+  const auto top = top_t.accessor<int64_t, 2>();
   std::vector<int> out;
   for (int64_t i = 0; i < queries.size(0); ++i) {
     int votes[2] = {0, 0};
-    for (int64_t j = 0; j < kk; ++j) ++votes[bank_labels[static_cast<size_t>(top[i][j].item<int64_t>())]];
-    const int nearest = bank_labels[static_cast<size_t>(top[i][0].item<int64_t>())];
+    for (int64_t j = 0; j < kk; ++j) ++votes[bank_labels[static_cast<size_t>(top[i][j])]];
+    const int nearest = bank_labels[static_cast<size_t>(top[i][0])];
     out.push_back(votes[0] == votes[1] ? nearest : (votes[1] > votes[0] ? 1 : 0));
   }
   return out;

@@ -11,9 +11,10 @@ namespace dfar {
 // ---- masks and RoPE tables, computed once per forward call --------------------
 
 struct AttentionContext {
-  torch::Tensor cos, sin;       // [B, 1, T, head_dim], compute dtype.
-  torch::Tensor additive_mask;  // [B, 1, T, S] 0 / -inf; undefined when plain causal.
-  bool plain_causal = false;    // No padding, no segments, no window, no cache.
+  torch::Tensor cos, sin;          // [B, 1, T, head_dim], compute dtype.
+  torch::Tensor additive_mask;     // [B, 1, T, S] 0 / -inf; undefined when plain causal or by spans.
+  bool plain_causal = false;       // No padding, no segments, no window, no cache.
+  std::vector<SegmentSpan> spans;  // Non-empty: causal attention within each span (packed rows).
   AttentionKernel kernel = AttentionKernel::kSdpa;
 };
 
@@ -64,10 +65,10 @@ torch::Tensor RopeInverseFrequencies(const ModelConfig& c) {
 
 // ---- Proj (linear with optional LoRA) -------------------------------------------
 
-ProjImpl::ProjImpl(int64_t in, int64_t out, bool has_bias) {
-  weight = register_parameter("weight", torch::empty({out, in}));
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
-  if (has_bias) bias = register_parameter("bias", torch::zeros({out}));
+ProjImpl::ProjImpl(int64_t in, int64_t out, bool has_bias, const ParameterPlacement& place) {
+  weight = register_parameter("weight", torch::empty({out, in}, place.options));
+  if (place.init) torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (has_bias) bias = register_parameter("bias", torch::zeros({out}, place.options));
 }
 
 torch::Tensor ProjImpl::forward(const torch::Tensor& x) {
@@ -109,8 +110,8 @@ void ProjImpl::UnmergeLora() {
 
 // ---- RMSNorm -----------------------------------------------------------------------
 
-RmsNormImpl::RmsNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}));
+RmsNormImpl::RmsNormImpl(int64_t dim, double eps_, const ParameterPlacement& place) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}, place.options));
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
@@ -122,12 +123,12 @@ torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
 
 // ---- Attention -----------------------------------------------------------------------
 
-AttentionImpl::AttentionImpl(const ModelConfig& c)
+AttentionImpl::AttentionImpl(const ModelConfig& c, const ParameterPlacement& place)
     : heads_(c.num_heads), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim) {
-  q = register_module("q", Proj(c.hidden_size, heads_ * head_dim_, c.qkv_bias));
-  k = register_module("k", Proj(c.hidden_size, kv_heads_ * head_dim_, c.qkv_bias));
-  v = register_module("v", Proj(c.hidden_size, kv_heads_ * head_dim_, c.qkv_bias));
-  o = register_module("o", Proj(heads_ * head_dim_, c.hidden_size, false));
+  q = register_module("q", Proj(c.hidden_size, heads_ * head_dim_, c.qkv_bias, place));
+  k = register_module("k", Proj(c.hidden_size, kv_heads_ * head_dim_, c.qkv_bias, place));
+  v = register_module("v", Proj(c.hidden_size, kv_heads_ * head_dim_, c.qkv_bias, place));
+  o = register_module("o", Proj(heads_ * head_dim_, c.hidden_size, false, place));
 }
 
 namespace {
@@ -162,6 +163,31 @@ torch::Tensor MathAttention(const torch::Tensor& q, const torch::Tensor& k, cons
   return torch::matmul(torch::softmax(scores.to(torch::kFloat), -1).to(q.scalar_type()), v);
 }
 
+// Causal SDPA inside each span; slots outside every span get zeros. Built
+// with cat (no in-place writes) so autograd sees one plain graph.
+torch::Tensor SpanAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                            const std::vector<SegmentSpan>& spans, bool gqa) {
+  const int64_t b = q.size(0), t = q.size(2);
+  std::vector<torch::Tensor> rows;
+  size_t next = 0;
+  for (int64_t r = 0; r < b; ++r) {
+    std::vector<torch::Tensor> pieces;
+    int64_t filled = 0;
+    for (; next < spans.size() && spans[next].row == r; ++next) {
+      const SegmentSpan& s = spans[next];
+      DFAR_CHECK(s.start == filled, "packed spans of row ", r, " must be contiguous from slot 0 (span at ", s.start,
+                 ", expected ", filled, ")");
+      auto slice = [&](const torch::Tensor& x) { return x.narrow(0, r, 1).narrow(2, s.start, s.length); };
+      pieces.push_back(compat::ScaledDotProductAttention(slice(q), slice(k), slice(v), {}, /*is_causal=*/true, gqa));
+      filled += s.length;
+    }
+    if (filled < t) pieces.push_back(torch::zeros({1, q.size(1), t - filled, q.size(3)}, q.options()));
+    rows.push_back(pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 2));
+  }
+  DFAR_CHECK(next == spans.size(), "packed spans name rows outside the batch of ", b);
+  return b == 1 ? rows[0] : torch::cat(rows, 0);
+}
+
 }  // namespace
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache,
@@ -173,31 +199,41 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionCont
   qh = ApplyRope(qh, ctx.cos, ctx.sin);
   kh = ApplyRope(kh, ctx.cos, ctx.sin);
   if (cache != nullptr) std::tie(kh, vh) = AppendToCache(cache, layer, kh, vh);
-  kh = RepeatKv(kh, heads_ / kv_heads_);
-  vh = RepeatKv(vh, heads_ / kv_heads_);
-  torch::Tensor out = ctx.kernel == AttentionKernel::kSdpa
-                          ? compat::ScaledDotProductAttention(qh, kh, vh, ctx.additive_mask, ctx.plain_causal)
-                          : MathAttention(qh, kh, vh, ctx.additive_mask, ctx.plain_causal);
+  // Grouped K/V reach SDPA as they are where libtorch takes enable_gqa
+  // (>= 2.5); elsewhere, and for the math reference, they are repeated.
+  const bool gqa = compat::kSdpaTakesGqa && ctx.kernel == AttentionKernel::kSdpa && heads_ != kv_heads_;
+  if (!gqa) {
+    kh = RepeatKv(kh, heads_ / kv_heads_);
+    vh = RepeatKv(vh, heads_ / kv_heads_);
+  }
+  torch::Tensor out;
+  if (ctx.kernel == AttentionKernel::kMath) {
+    out = MathAttention(qh, kh, vh, ctx.additive_mask, ctx.plain_causal);
+  } else if (!ctx.spans.empty()) {
+    out = SpanAttention(qh, kh, vh, ctx.spans, gqa);
+  } else {
+    out = compat::ScaledDotProductAttention(qh, kh, vh, ctx.additive_mask, ctx.plain_causal, gqa);
+  }
   return o(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));
 }
 
 // ---- MLP and block --------------------------------------------------------------------
 
-MlpImpl::MlpImpl(const ModelConfig& c) {
-  gate = register_module("gate", Proj(c.hidden_size, c.intermediate_size, false));
-  up = register_module("up", Proj(c.hidden_size, c.intermediate_size, false));
-  down = register_module("down", Proj(c.intermediate_size, c.hidden_size, false));
+MlpImpl::MlpImpl(const ModelConfig& c, const ParameterPlacement& place) {
+  gate = register_module("gate", Proj(c.hidden_size, c.intermediate_size, false, place));
+  up = register_module("up", Proj(c.hidden_size, c.intermediate_size, false, place));
+  down = register_module("down", Proj(c.intermediate_size, c.hidden_size, false, place));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   return down(torch::silu(gate(x)) * up(x));
 }
 
-BlockImpl::BlockImpl(const ModelConfig& c) {
-  attn_norm = register_module("attn_norm", RmsNorm(c.hidden_size, c.rms_norm_eps));
-  attn = register_module("attn", Attention(c));
-  mlp_norm = register_module("mlp_norm", RmsNorm(c.hidden_size, c.rms_norm_eps));
-  mlp = register_module("mlp", Mlp(c));
+BlockImpl::BlockImpl(const ModelConfig& c, const ParameterPlacement& place) {
+  attn_norm = register_module("attn_norm", RmsNorm(c.hidden_size, c.rms_norm_eps, place));
+  attn = register_module("attn", Attention(c, place));
+  mlp_norm = register_module("mlp_norm", RmsNorm(c.hidden_size, c.rms_norm_eps, place));
+  mlp = register_module("mlp", Mlp(c, place));
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache, int64_t layer) {
@@ -207,15 +243,21 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionContext&
 
 // ---- Decoder ---------------------------------------------------------------------------
 
-DecoderImpl::DecoderImpl(const ModelConfig& config) : config_(config) {
+DecoderImpl::DecoderImpl(const ModelConfig& config, const ParameterPlacement& place) : config_(config) {
   config_.Validate("decoder config");
-  embed = register_module("embed", torch::nn::Embedding(config_.vocab_size, config_.hidden_size));
+  auto embed_options = torch::nn::EmbeddingOptions(config_.vocab_size, config_.hidden_size);
+  if (!place.init) embed_options._weight(torch::empty({config_.vocab_size, config_.hidden_size}, place.options));
+  embed = register_module("embed", torch::nn::Embedding(embed_options));
+  if (place.init) {
+    torch::NoGradGuard no_grad;
+    embed->weight.set_data(embed->weight.to(place.options));
+  }
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config_.num_layers; ++i) layers->push_back(Block(config_));
-  norm = register_module("norm", RmsNorm(config_.hidden_size, config_.rms_norm_eps));
+  for (int64_t i = 0; i < config_.num_layers; ++i) layers->push_back(Block(config_, place));
+  norm = register_module("norm", RmsNorm(config_.hidden_size, config_.rms_norm_eps, place));
   if (!config_.tie_embeddings)
-    lm_head = register_module("lm_head", Proj(config_.hidden_size, config_.vocab_size, false));
-  inv_freq_ = register_buffer("inv_freq", RopeInverseFrequencies(config_));
+    lm_head = register_module("lm_head", Proj(config_.hidden_size, config_.vocab_size, false, place));
+  inv_freq_ = RopeInverseFrequencies(config_);
 }
 
 namespace {
@@ -234,8 +276,13 @@ AttentionContext BuildContext(const DecoderInputs& in, const torch::Tensor& inv_
   ctx.cos = emb.cos().to(dtype);
   ctx.sin = emb.sin().to(dtype);
   auto seg_q = in.segment_ids.defined() ? in.segment_ids : torch::ones({b, t}, long_opts);
-  ctx.plain_causal = !in.segment_ids.defined() && cache == nullptr && (c.sliding_window == 0 || t <= c.sliding_window);
+  const bool window_free = c.sliding_window == 0 || t <= c.sliding_window;
+  ctx.plain_causal = !in.segment_ids.defined() && cache == nullptr && window_free;
   if (ctx.plain_causal) return ctx;
+  if (!in.spans.empty() && cache == nullptr && window_free && kernel == AttentionKernel::kSdpa) {
+    ctx.spans = in.spans;
+    return ctx;
+  }
   torch::Tensor seg_k = seg_q;
   if (cache != nullptr) {
     cache->segment_ids.narrow(1, offset, t).copy_(seg_q);
@@ -252,10 +299,15 @@ AttentionContext BuildContext(const DecoderInputs& in, const torch::Tensor& inv_
 torch::Tensor DecoderImpl::forward(const DecoderInputs& in, KvCache* cache) {
   DFAR_CHECK(in.input_ids.dim() == 2, "input_ids must be [batch, seq], got ", in.input_ids.sizes());
   auto x = embed(in.input_ids);
-  const auto ctx = BuildContext(in, inv_freq_, config_, cache, x.scalar_type(), kernel_);
+  const auto ctx = BuildContext(in, InvFreqOn(x.device()), config_, cache, x.scalar_type(), kernel_);
   for (int64_t i = 0; i < static_cast<int64_t>(layers->size()); ++i) x = RunBlock(i, x, ctx, cache);
   if (cache != nullptr) cache->length += in.input_ids.size(1);
   return norm(x);
+}
+
+const torch::Tensor& DecoderImpl::InvFreqOn(const torch::Device& device) {
+  if (inv_freq_.device() != device) inv_freq_ = inv_freq_.to(device);
+  return inv_freq_;
 }
 
 torch::Tensor DecoderImpl::RunBlock(int64_t i, const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache) {

@@ -35,8 +35,12 @@ PaddedPrompts LeftPad(const std::vector<std::vector<int32_t>>& prompts, int64_t 
   return p;
 }
 
+// The next token of every row, chosen where the logits are (the device):
+// argmax, or inverse-CDF sampling with one uniform per row drawn from the
+// CPU generator `gen`, so a seed gives the same text on every device. Only
+// the [B] chosen ids come back to the host.
 torch::Tensor SampleNext(const torch::Tensor& logits, const GenerationOptions& o, at::Generator& gen) {
-  if (o.temperature <= 0.0) return logits.argmax(-1);
+  if (o.temperature <= 0.0) return logits.argmax(-1).cpu();
   auto probs = torch::softmax(logits.to(torch::kFloat) / o.temperature, -1);
   if (o.top_p < 1.0) {
     auto sorted = probs.sort(-1, /*descending=*/true);
@@ -45,7 +49,12 @@ torch::Tensor SampleNext(const torch::Tensor& logits, const GenerationOptions& o
     p_sorted = p_sorted.masked_fill(before > o.top_p, 0.0);
     probs = torch::zeros_like(probs).scatter(-1, idx, p_sorted);
   }
-  return torch::multinomial(probs, 1, false, gen).squeeze(-1);
+  auto cdf = probs.cumsum(-1);
+  auto u = torch::rand({probs.size(0), 1}, gen, torch::kFloat).to(probs.device()) * cdf.narrow(-1, cdf.size(-1) - 1, 1);
+  // right=true: the first token whose cumulative mass exceeds u, so a token
+  // of zero mass (its cdf equal to the previous one) is never chosen.
+  auto next = torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(-1);
+  return next.clamp_max(probs.size(-1) - 1).cpu();
 }
 
 // Cuts text at the earliest stop string; true if one was found.
@@ -76,11 +85,12 @@ std::vector<Generation> Generate(Decoder& decoder, const Tokenizer& tok,
   std::vector<bool> done(static_cast<size_t>(b), false);
   auto next_pos = torch::tensor(p.lengths, torch::kLong).unsqueeze(1);
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
-    auto next = SampleNext(logits.cpu(), o, gen);
+    auto next = SampleNext(logits, o, gen);  // [B] int64 on the host.
+    const auto chosen = next.accessor<int64_t, 1>();
     for (int64_t r = 0; r < b; ++r) {
       auto& g = out[static_cast<size_t>(r)];
       if (done[static_cast<size_t>(r)]) continue;
-      const int32_t id = static_cast<int32_t>(next[r].item<int64_t>());
+      const int32_t id = static_cast<int32_t>(chosen[r]);
       if (id == tok.eos_id() && !o.ignore_eos) {
         done[static_cast<size_t>(r)] = true;
         g.stop_reason = "eos";

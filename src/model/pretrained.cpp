@@ -96,30 +96,36 @@ namespace {
 // HF's Llama init: every weight matrix and the embedding N(0, std), biases 0,
 // norms 1; logits then start near zero and the first loss near ln(vocab).
 // (The layers' own defaults, Kaiming-uniform matrices and an N(0, 1)
-// embedding, made a random 1B model's first loss ~60.)
+// embedding, made a random 1B model's first loss ~60.) Values are drawn on
+// the CPU generator one tensor at a time and copied to the parameter's
+// device and dtype, so a seed gives the same model on every device.
 void InitLikeHf(Decoder& decoder) {
   torch::NoGradGuard no_grad;
   const double std = decoder->config().initializer_range;
   for (auto& p : decoder->named_parameters()) {
+    auto& t = p.value();
     if (p.key().find("norm") != std::string::npos) {
-      p.value().fill_(1.0);
-    } else if (p.value().dim() >= 2) {
-      p.value().normal_(0.0, std);
+      t.fill_(1.0);
+    } else if (t.dim() >= 2) {
+      t.copy_(torch::empty(t.sizes(), torch::kFloat).normal_(0.0, std));
     } else {
-      p.value().zero_();
+      t.zero_();
     }
   }
 }
 
 // Config (and tokenizer) of `path`; its weights only when `load_weights`.
-PretrainedModel Load(const std::string& path, bool with_tokenizer, bool load_weights) {
+// The decoder's parameters are allocated uninitialised where `target` puts
+// them; every one is then written (weights or InitLikeHf).
+PretrainedModel Load(const std::string& path, bool with_tokenizer, bool load_weights, ParameterPlacement target) {
   PretrainedModel m;
   m.source = path;
+  target.init = false;
   DFAR_CHECK(fs::exists(path), "model path '", path, "' does not exist");
   if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf") {
     GgufFile g = GgufFile::Open(path);
     m.format = "gguf";
-    m.decoder = Decoder(ModelConfigFromGguf(g));
+    m.decoder = Decoder(ModelConfigFromGguf(g), target);
     if (load_weights) LoadGgufWeights(m.decoder, g);
     if (with_tokenizer) m.tokenizer = LoadBpeTokenizerFromGguf(g);
     return m;
@@ -127,23 +133,23 @@ PretrainedModel Load(const std::string& path, bool with_tokenizer, bool load_wei
   DFAR_CHECK(fs::is_directory(path), "model path '", path,
              "' is neither a .gguf file nor a Hugging Face model directory");
   m.format = "hf";
-  m.decoder = Decoder(ModelConfigFromHfJson((fs::path(path) / "config.json").string()));
+  m.decoder = Decoder(ModelConfigFromHfJson((fs::path(path) / "config.json").string()), target);
   if (load_weights) LoadHfWeights(m.decoder, SafetensorsCheckpoint::Open(path), path);
   if (with_tokenizer) m.tokenizer = HfTokenizer(path);
   return m;
 }
 }  // namespace
 
-PretrainedModel LoadBaseModel(const ModelSection& model, uint64_t seed) {
-  if (model.init != "random") return LoadPretrained(model.path);
+PretrainedModel LoadBaseModel(const ModelSection& model, uint64_t seed, const ParameterPlacement& target) {
+  if (model.init != "random") return LoadPretrained(model.path, /*with_tokenizer=*/true, target);
   torch::manual_seed(seed);
-  PretrainedModel m = Load(model.path, /*with_tokenizer=*/true, /*load_weights=*/false);
+  PretrainedModel m = Load(model.path, /*with_tokenizer=*/true, /*load_weights=*/false, target);
   InitLikeHf(m.decoder);
   return m;
 }
 
-PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer) {
-  return Load(path, with_tokenizer, /*load_weights=*/true);
+PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer, const ParameterPlacement& target) {
+  return Load(path, with_tokenizer, /*load_weights=*/true, target);
 }
 
 }  // namespace dfar

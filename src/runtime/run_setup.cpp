@@ -5,6 +5,7 @@
 #include "dfar/comm/watchdog.h"
 #include "dfar/core/error.h"
 #include "dfar/core/logging.h"
+#include "dfar/core/torch_compat.h"
 #if defined(DFAR_WITH_NCCL)
 #include "dfar/comm/nccl_communicator.h"
 #endif
@@ -14,13 +15,15 @@ namespace {
 
 // CUDA parameters are reduced over NCCL (its unique id travels over the host
 // communicator); scalars, metadata and checkpoints stay on the host one.
-std::unique_ptr<Communicator> OpenDeviceCommunicator(const torch::Device& device, Communicator& host) {
+std::unique_ptr<Communicator> OpenDeviceCommunicator(const torch::Device& device, Communicator& host,
+                                                     double timeout_s) {
   if (!device.is_cuda()) return nullptr;
 #if defined(DFAR_WITH_NCCL)
-  auto comm = MakeNcclCommunicator(host, device.index());
+  auto comm = MakeNcclCommunicator(host, device.index(), nullptr, timeout_s);
   LogInfo("tensors reduce over NCCL on {} ({} ranks)", device.str(), host.size());
   return comm;
 #else
+  (void)timeout_s;
   DFAR_CHECK(host.size() == 1, "model.device=cuda with ", host.size(),
              " ranks needs the NCCL backend, and this build has none (rebuild where CUDA and NCCL are found)");
   return nullptr;
@@ -29,13 +32,15 @@ std::unique_ptr<Communicator> OpenDeviceCommunicator(const torch::Device& device
 
 }  // namespace
 
-RunSetup::RunSetup(const ModelSection& model, Communicator& host) : host_(host), world_(DiscoverWorld()) {
+RunSetup::RunSetup(const ModelSection& model, Communicator& host, double collective_timeout_s)
+    : host_(host), world_(DiscoverWorld()) {
   world_.rank = host.rank();
   world_.size = host.size();
   placement_ = ResolvePlacement(model.device, model.dtype, world_.local_rank, host);
   world_.device = placement_.device.str();
   if (!placement_.warning.empty() && host.rank() == 0) LogWarn("{}", placement_.warning);
-  device_comm_ = OpenDeviceCommunicator(placement_.device, host);
+  device_comm_ = OpenDeviceCommunicator(placement_.device, host, collective_timeout_s);
+  if (placement_.device.is_cuda()) compat::SetAllowTf32(model.allow_tf32);
   InstallStopSignalHandlers();
 }
 

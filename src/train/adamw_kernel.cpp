@@ -21,8 +21,8 @@ inline uint16_t FloatToBf16(float f) {
   return f != f ? uint16_t{0x7fc0} : static_cast<uint16_t>(rounded);
 }
 
-inline float Update(float p, float g, float& m, float& v, float decay, const AdamWStep& k) {
-  p *= 1.0f - k.lr_wd * decay;
+inline float Update(float p, float g, float& m, float& v, const AdamWStep& k) {
+  p *= 1.0f - k.lr_wd;
   const float mi = m + k.one_minus_beta1 * (g - m);
   const float vi = v * k.beta2 + k.one_minus_beta2 * (g * g);
   m = mi;
@@ -33,14 +33,23 @@ inline float Update(float p, float g, float& m, float& v, float decay, const Ada
 }  // namespace
 
 void AdamWFp32(float* __restrict param, const float* __restrict grad, float* __restrict m, float* __restrict v,
-               const float* __restrict decay, int64_t n, const AdamWStep& k) {
-  for (int64_t i = 0; i < n; ++i) param[i] = Update(param[i], grad[i], m[i], v[i], decay[i], k);
+               int64_t n, const AdamWStep& k) {
+  for (int64_t i = 0; i < n; ++i) param[i] = Update(param[i], grad[i], m[i], v[i], k);
 }
 
 void AdamWBf16(uint16_t* __restrict param, const uint16_t* __restrict grad, float* __restrict master,
-               float* __restrict m, float* __restrict v, const float* __restrict decay, int64_t n, const AdamWStep& k) {
+               float* __restrict m, float* __restrict v, int64_t n, const AdamWStep& k) {
   for (int64_t i = 0; i < n; ++i) {
-    const float p = Update(master[i], Bf16ToFloat(grad[i]), m[i], v[i], decay[i], k);
+    const float p = Update(master[i], Bf16ToFloat(grad[i]), m[i], v[i], k);
+    master[i] = p;
+    param[i] = FloatToBf16(p);
+  }
+}
+
+void AdamWBf16Fp32Grad(uint16_t* __restrict param, const float* __restrict grad, float* __restrict master,
+                       float* __restrict m, float* __restrict v, int64_t n, const AdamWStep& k) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float p = Update(master[i], grad[i], m[i], v[i], k);
     master[i] = p;
     param[i] = FloatToBf16(p);
   }

@@ -1,5 +1,7 @@
 #include "dfar/train/flat_params.h"
 
+#include <algorithm>
+
 #include "dfar/core/error.h"
 
 namespace dfar {
@@ -20,7 +22,7 @@ int64_t Bucket::part() const {
 }
 
 FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::Tensor>>& params, int world,
-                               double bucket_mb) {
+                               double bucket_mb, c10::optional<torch::ScalarType> reduce_dtype) {
   DFAR_CHECK(!params.empty(), "there are no trainable parameters");
   const auto dtype = params.front().second.scalar_type();
   const auto device = params.front().second.device();
@@ -62,6 +64,12 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
   }
   data_ = torch::zeros({offset}, torch::TensorOptions().dtype(dtype).device(device));
   grad_ = torch::zeros_like(data_);
+  if (reduce_dtype && *reduce_dtype != dtype)
+    main_grad_ = torch::zeros_like(data_, data_.options().dtype(*reduce_dtype));
+  by_offset_.resize(entries_.size());
+  for (size_t k = 0; k < entries_.size(); ++k) by_offset_[k] = k;
+  std::sort(by_offset_.begin(), by_offset_.end(),
+            [this](size_t a, size_t b) { return entries_[a].offset < entries_[b].offset; });
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < params.size(); ++k) {
     torch::Tensor p = params[k].second;
@@ -79,11 +87,16 @@ int64_t FlatParameters::logical_numel() const {
   return n;
 }
 
-torch::Tensor FlatParameters::DecayMask() const {
-  auto mask = torch::zeros({numel()}, torch::kFloat);
-  for (const auto& e : entries_)
-    if (e.decay) mask.narrow(0, e.offset, e.numel).fill_(1.0);
-  return mask.to(data_.device());
+std::vector<FlatParameters::Piece> FlatParameters::PiecesIn(int64_t begin, int64_t end) const {
+  std::vector<Piece> pieces;
+  auto it = std::lower_bound(by_offset_.begin(), by_offset_.end(), begin,
+                             [this](size_t k, int64_t at) { return entries_[k].offset + entries_[k].numel <= at; });
+  for (; it != by_offset_.end() && entries_[*it].offset < end; ++it) {
+    const FlatEntry& e = entries_[*it];
+    const int64_t lo = std::max(begin, e.offset), hi = std::min(end, e.offset + e.numel);
+    if (lo < hi) pieces.push_back({lo, hi, e.decay});
+  }
+  return pieces;
 }
 
 }  // namespace dfar

@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include "dfar/comm/watchdog.h"
 #include "dfar/core/error.h"
 
 namespace dfar {
@@ -54,6 +55,9 @@ GradientSync::GradientSync(FlatParameters& flat, Communicator& comm, int zero_st
     }
   }
   pending_.assign(flat_.buckets().size(), 0);
+  for (size_t b = 0; b < flat_.buckets().size(); ++b)
+    bucket_labels_.push_back("grad_sync bucket " + std::to_string(b + 1) + "/" +
+                             std::to_string(flat_.buckets().size()));
   works_.resize(flat_.buckets().size());
   scatter_out_.resize(flat_.buckets().size());
   RegisterHooks(params);
@@ -90,6 +94,15 @@ void GradientSync::BeginBackward(bool sync) {
 
 void GradientSync::OnGradReady(size_t entry) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (flat_.separate_main_grad()) {
+    // Accumulate in the reduce dtype, and clear the compute-dtype slot so the
+    // next micro-step's autograd write starts from zero.
+    torch::NoGradGuard no_grad;
+    const FlatEntry& e = flat_.entries()[entry];
+    auto landed = flat_.grad().narrow(0, e.offset, e.numel);
+    flat_.main_grad().narrow(0, e.offset, e.numel).add_(landed);
+    landed.zero_();
+  }
   if (!sync_ || comm_.size() == 1) return;
   --pending_[flat_.BucketOf(entry)];
   LaunchReadyInOrder();
@@ -101,8 +114,9 @@ void GradientSync::LaunchReadyInOrder() {
 
 void GradientSync::LaunchBucket(size_t b) {
   const Bucket& bucket = flat_.buckets()[b];
-  auto range = flat_.grad().narrow(0, bucket.begin, bucket.end - bucket.begin);
+  auto range = flat_.main_grad().narrow(0, bucket.begin, bucket.end - bucket.begin);
   const DType dtype = CommDType(range);
+  CollectiveSite site(bucket_labels_[b].c_str());
   if (zero_ == 2) {
     scatter_out_[b] = torch::empty({bucket.part()}, range.options());
     works_[b] = comm_.ReduceScatterAsync(range.data_ptr(), scatter_out_[b].data_ptr(),
@@ -126,7 +140,7 @@ void GradientSync::Finish() {
     works_[b].reset();
     if (zero_ == 2) {
       const Bucket& bucket = flat_.buckets()[b];
-      flat_.grad().narrow(0, bucket.begin + comm_.rank() * bucket.part(), bucket.part()).copy_(scatter_out_[b]);
+      flat_.main_grad().narrow(0, bucket.begin + comm_.rank() * bucket.part(), bucket.part()).copy_(scatter_out_[b]);
       scatter_out_[b] = torch::Tensor();
     }
   }
@@ -135,6 +149,7 @@ void GradientSync::Finish() {
 void GradientSync::GatherParameters() {
   if (zero_ == 0 || comm_.size() == 1) return;
   std::vector<std::shared_ptr<Work>> works;
+  CollectiveSite site("zero parameter all-gather");
   for (const auto& bucket : flat_.buckets()) {
     auto range = flat_.data().narrow(0, bucket.begin, bucket.end - bucket.begin);
     auto mine = range.narrow(0, comm_.rank() * bucket.part(), bucket.part());

@@ -5,10 +5,12 @@
 #include <string>
 #include <utility>
 
+#include "dfar/core/error.h"
+
 namespace dfar {
 
-StepEngine::StepEngine(Decoder decoder, Communicator& host, Communicator& tensors, const StepEngineOptions& options)
-    : decoder_(std::move(decoder)), host_(host), zero_(options.zero) {
+StepEngine::StepEngine(Decoder decoder, Communicator& tensors, const StepEngineOptions& options)
+    : decoder_(std::move(decoder)), tensors_(tensors), zero_(options.zero) {
   std::vector<std::pair<std::string, torch::Tensor>> named;
   std::vector<torch::Tensor> params;
   for (const auto& p : decoder_->named_parameters()) {
@@ -16,35 +18,52 @@ StepEngine::StepEngine(Decoder decoder, Communicator& host, Communicator& tensor
     named.emplace_back(p.key(), p.value());
     params.push_back(p.value());
   }
-  flat_ = std::make_unique<FlatParameters>(named, tensors.size(), options.bucket_mb);
+  c10::optional<torch::ScalarType> reduce;
+  if (options.reduce_fp32) reduce = torch::kFloat;
+  flat_ = std::make_unique<FlatParameters>(named, tensors.size(), options.bucket_mb, reduce);
   tensors.Broadcast(flat_->data().data_ptr(), static_cast<size_t>(flat_->data().nbytes()), DType::kUInt8, 0);
   sync_ = std::make_unique<GradientSync>(*flat_, tensors, zero_, params);
   optim_ = std::make_unique<AdamW>(*flat_, sync_->owned(), options.adamw);
 }
 
-double StepEngine::ForwardBackward(const std::vector<BatchTensors>& micro, double global_supervised, bool poison) {
-  double ce_sum = 0;
+void StepEngine::ForwardBackward(const std::vector<BatchTensors>& micro, double global_supervised, bool poison) {
+  global_supervised_ = global_supervised;
+  // The loss stays on the device: no micro-step waits for the host.
+  ce_sum_ = torch::zeros({}, flat_->data().options().dtype(torch::kDouble));
   for (size_t k = 0; k < micro.size(); ++k) {
     sync_->BeginBackward(k + 1 == micro.size());
     auto ce = SupervisedCrossEntropySum(decoder_, micro[k]);
     if (poison) ce = ce * std::numeric_limits<float>::quiet_NaN();
-    ce_sum += ce.item<double>();
+    ce_sum_ += ce.detach().to(torch::kDouble);
     (ce / global_supervised).backward();
   }
   sync_->Finish();
-  host_.AllReduce(&ce_sum, 1, DType::kFloat64, ReduceOp::kSum);
-  return ce_sum / global_supervised;
 }
 
-StepResult StepEngine::Update(double loss, double lr, double grad_clip) {
+// The step's one host synchronisation: the loss sum and the squared gradient
+// norm, reduced over ranks on the device where needed, come back together.
+StepResult StepEngine::Update(double lr, double grad_clip) {
+  DFAR_CHECK(ce_sum_.defined(), "StepEngine::Update called without ForwardBackward");
+  const bool sharded = zero_ > 0 && tensors_.size() > 1;
+  auto sq = GradSquaredNorm(*flat_, sync_->owned());
+  // [loss sum, sharded norm part] summed over ranks; an unsharded norm is
+  // already global (every rank holds the full reduced gradient).
+  auto reduced = torch::stack({ce_sum_, sharded ? sq : torch::zeros_like(sq)});
+  if (tensors_.size() > 1) tensors_.AllReduce(reduced.data_ptr(), 2, DType::kFloat64, ReduceOp::kSum);
+  const auto host = torch::cat({reduced, sq.unsqueeze(0)}).cpu();
+  const double* v = host.data_ptr<double>();
   StepResult r;
-  r.grad_norm = ClipGradNorm(*flat_, sync_->owned(), grad_clip, host_, zero_ > 0);
-  r.skipped = !std::isfinite(r.grad_norm) || !std::isfinite(loss);
+  r.loss = v[0] / global_supervised_;
+  r.grad_norm = std::sqrt(sharded ? v[1] : v[2]);
+  r.skipped = !std::isfinite(r.grad_norm) || !std::isfinite(r.loss);
+  ClipGradients(*flat_, sync_->owned(), r.grad_norm, grad_clip);
   if (!r.skipped) {
     optim_->Step(lr);
     sync_->GatherParameters();
   }
-  flat_->grad().zero_();
+  flat_->main_grad().zero_();
+  if (flat_->separate_main_grad()) flat_->grad().zero_();
+  ce_sum_ = torch::Tensor();
   return r;
 }
 

@@ -1,12 +1,11 @@
 #include "train_state.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <algorithm>
 #include <cstring>
 #include <numeric>
 
 #include "dfar/core/error.h"
+#include "dfar/core/torch_compat.h"
 
 namespace dfar {
 namespace {
@@ -108,22 +107,35 @@ void RestoreState(const CheckpointReader& reader, FlatParameters& flat, AdamW& o
   });
 }
 
-nlohmann::json CaptureRngState() {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  auto state = gen.get_state();
+namespace {
+
+nlohmann::json StateBytes(const torch::Device& device) {
+  auto state = compat::RngState(device).contiguous();
   const uint8_t* p = state.data_ptr<uint8_t>();
   return nlohmann::json(std::vector<uint8_t>(p, p + state.numel()));
 }
 
-void RestoreRngState(const nlohmann::json& state) {
-  DFAR_CHECK(state.is_array(), "checkpoint RNG state is malformed");
-  const auto bytes = state.get<std::vector<uint8_t>>();
+void SetStateBytes(const torch::Device& device, const nlohmann::json& bytes_json, const char* which) {
+  DFAR_CHECK(bytes_json.is_array(), "checkpoint RNG state (", which, ") is malformed");
+  const auto bytes = bytes_json.get<std::vector<uint8_t>>();
   auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
   std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(t);
+  compat::SetRngState(device, t);
+}
+
+}  // namespace
+
+nlohmann::json CaptureRngState(const torch::Device& device) {
+  if (!device.is_cuda()) return StateBytes(torch::kCPU);
+  return {{"cpu", StateBytes(torch::kCPU)}, {"cuda", StateBytes(device)}};
+}
+
+void RestoreRngState(const nlohmann::json& state, const torch::Device& device) {
+  if (state.is_array()) return SetStateBytes(torch::kCPU, state, "cpu");
+  DFAR_CHECK(state.is_object() && state.contains("cpu"), "checkpoint RNG state is malformed");
+  SetStateBytes(torch::kCPU, state["cpu"], "cpu");
+  // A CUDA stream is restored onto a CUDA run only (a CPU resume draws anew).
+  if (device.is_cuda() && state.contains("cuda")) SetStateBytes(device, state["cuda"], "cuda");
 }
 
 }  // namespace dfar

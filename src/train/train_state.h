@@ -26,8 +26,10 @@ std::vector<ChunkToWrite> CollectStateChunks(FlatParameters& flat, AdamW& optim,
 // optimizer state from `reader`. Throws naming the tensor on any mismatch.
 void RestoreState(const CheckpointReader& reader, FlatParameters& flat, AdamW& optim);
 
-// The default CPU generator's state, as JSON (and back).
-nlohmann::json CaptureRngState();
-void RestoreRngState(const nlohmann::json& state);
+// The RNG streams dropout draws from, as JSON (and back): the CPU
+// generator's state (a byte array, as before CUDA runs existed) and, on a
+// CUDA device, {"cpu": ..., "cuda": ...} with that device's generator too.
+nlohmann::json CaptureRngState(const torch::Device& device);
+void RestoreRngState(const nlohmann::json& state, const torch::Device& device);
 
 }  // namespace dfar

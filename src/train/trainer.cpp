@@ -53,7 +53,7 @@ class Trainer {
  private:
   void BuildModel();
   void BuildOptimizer();
-  double TrainStep(int64_t step, double* tokens);
+  void TrainStep(int64_t step, double* tokens);
   double ValidationLoss();
   void LogStep(int64_t step, double loss, double lr, double norm, double tokens, double samples, double secs,
                bool skipped);
@@ -73,7 +73,6 @@ class Trainer {
   torch::Device device_{torch::kCPU};
   double step_flops_ = 0;                    // Model FLOPs of the last step on this rank, for MFU (CUDA only).
   std::unique_ptr<TrainFlopCounter> flops_;  // Set on CUDA only.
-  double peak_memory_bytes_ = 0;
   PretrainedModel model_;
   TrainingData data_;
   std::unique_ptr<ShardedSampler> sampler_;
@@ -117,7 +116,10 @@ Trainer::Trainer(const Config& config, const TrainOptions& options, RunSetup& se
 }
 
 void Trainer::BuildModel() {
-  model_ = LoadBaseModel(config_.model, config_.run.seed);
+  // Parameters are created on the device in the compute dtype and the
+  // weights copied in tensor by tensor: no full fp32 model on the host.
+  model_ = LoadBaseModel(config_.model, config_.run.seed,
+                         {torch::TensorOptions().device(device_).dtype(setup_.dtype()), false});
   DFAR_CHECK(model_.tokenizer != nullptr, config_.model.path, ": the model carries no tokenizer");
   auto& d = model_.decoder;
   if (config_.lora.enabled) {
@@ -135,7 +137,8 @@ void Trainer::BuildOptimizer() {
   o.bucket_mb = config_.dist.bucket_mb;
   o.adamw.weight_decay = config_.train.weight_decay;
   o.adamw.sgd = config_.train.optimizer == "sgd";
-  engine_ = std::make_unique<StepEngine>(model_.decoder, comm_, setup_.tensors(), o);
+  o.reduce_fp32 = config_.dist.reduce_dtype == "fp32";
+  engine_ = std::make_unique<StepEngine>(model_.decoder, setup_.tensors(), o);
   if (device_.is_cuda()) flops_ = std::make_unique<TrainFlopCounter>(model_.decoder);
   schedule_ = MakeSchedule(config_.train.schedule, config_.train.lr, TotalSteps(), config_.train.warmup_ratio);
   LogInfo("trainable parameters: {} in {} buckets; optimizer state {:.1f} MB on this rank (ZeRO {})",
@@ -146,14 +149,12 @@ void Trainer::BuildOptimizer() {
 // MFU and device memory, for metrics.jsonl on CUDA.
 void Trainer::AddDeviceMetrics(nlohmann::json& j, double secs) {
   j["peak_memory_gb"] = nullptr;
-  j["allocator_peak_gb"] = nullptr;
   j["mfu"] = nullptr;
 #if defined(DFAR_WITH_NCCL)
   const int device = device_.index();
-  peak_memory_bytes_ = std::max(peak_memory_bytes_, static_cast<double>(CudaMemoryInUseBytes(device)));
-  if (peak_memory_bytes_ > 0) j["peak_memory_gb"] = peak_memory_bytes_ / 1e9;
+  // The caching allocator's peak of bytes handed to tensors since the start.
   const int64_t allocator_peak = compat::CudaAllocatorPeakBytes(device);
-  if (allocator_peak >= 0) j["allocator_peak_gb"] = static_cast<double>(allocator_peak) / 1e9;
+  if (allocator_peak >= 0) j["peak_memory_gb"] = static_cast<double>(allocator_peak) / 1e9;
   static const CudaDeviceInfo info = GetCudaDeviceInfo(device);
   // Rank 0's own model FLOPs over its own peak; ranks get equal shares of a step.
   if (info.peak_bf16_flops > 0) j["mfu"] = step_flops_ / secs / info.peak_bf16_flops;
@@ -179,11 +180,11 @@ std::vector<std::vector<int64_t>> SplitMicroBatches(const std::vector<int64_t>& 
 std::map<std::string, torch::Tensor> NamedGradients(FlatParameters& flat) {
   std::map<std::string, torch::Tensor> out;
   for (const auto& e : flat.entries())
-    out[e.name] = flat.grad().narrow(0, e.offset, e.numel).to(torch::kFloat).cpu().clone().view(e.shape);
+    out[e.name] = flat.main_grad().narrow(0, e.offset, e.numel).to(torch::kFloat).cpu().clone().view(e.shape);
   return out;
 }
 
-double Trainer::TrainStep(int64_t step, double* tokens) {
+void Trainer::TrainStep(int64_t step, double* tokens) {
   // 1. This step's micro-batches and their global supervised-token count.
   // The sampler deals global batches of world x micro_batch x grad_accum
   // examples, so accumulation and world size never change which examples
@@ -207,9 +208,8 @@ double Trainer::TrainStep(int64_t step, double* tokens) {
   DFAR_CHECK(counts[0] > 0, "step ", step, " has no supervised tokens on any rank");
   *tokens = counts[1];
   // 2. Forward/backward; the last micro-step's backward overlaps the collectives.
-  const double loss = engine_->ForwardBackward(micro, counts[0], CurrentFaults().PoisonStep(step));
+  engine_->ForwardBackward(micro, counts[0], CurrentFaults().PoisonStep(step));
   if (options_.observe_gradients) options_.observe_gradients(step, NamedGradients(engine_->flat()));
-  return loss;
 }
 
 double Trainer::ValidationLoss() {
@@ -218,14 +218,16 @@ double Trainer::ValidationLoss() {
   model_.decoder->eval();
   const Range r = EvalShard(static_cast<int64_t>(data_.val.size()), comm_.rank(), comm_.size());
   double sums[2] = {0, 0};
+  auto ce_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));  // Stays on the device.
   for (int64_t i = r.begin; i < r.end; i += config_.sampler.micro_batch) {
     std::vector<TokenizedExample> rows;
     for (int64_t j = i; j < std::min(r.end, i + config_.sampler.micro_batch); ++j)
       rows.push_back(data_.val[static_cast<size_t>(j)]);
     const Batch b = CollatePadded(rows, model_.tokenizer->pad_id());
-    sums[0] += SupervisedCrossEntropySum(model_.decoder, ToTensors(b, false, device_)).item<double>();
+    ce_sum += SupervisedCrossEntropySum(model_.decoder, ToTensors(b, false, device_)).to(torch::kDouble);
     sums[1] += static_cast<double>(b.supervised_tokens);
   }
+  sums[0] = ce_sum.item<double>();  // One synchronisation for the whole pass.
   comm_.AllReduce(sums, 2, DType::kFloat64, ReduceOp::kSum);
   model_.decoder->train();
   return sums[0] / std::max(1.0, sums[1]);
@@ -277,7 +279,7 @@ std::string Trainer::SaveCheckpoint(int64_t step) {
   meta.dtype = setup_.placement().dtype_name;
   meta.dtype_reason = setup_.placement().reason;
   req.meta = meta.ToJson();
-  req.rank_meta = {{"rng", CaptureRngState()}};
+  req.rank_meta = {{"rng", CaptureRngState(device_)}};
   req.chunks = CollectStateChunks(engine_->flat(), engine_->optimizer(), static_cast<int>(config_.dist.zero),
                                   comm_.rank(), comm_.size());
   const std::string dir = writer_->Save(std::move(req));
@@ -299,7 +301,7 @@ void Trainer::Restore(const std::string& dir) {
   cursor.epoch = meta.cursor_epoch;
   cursor.step = meta.cursor_step;
   sampler_->Seek(cursor);
-  if (reader.world_size() == comm_.size()) RestoreRngState(reader.index()["ranks"][comm_.rank()]["rng"]);
+  if (reader.world_size() == comm_.size()) RestoreRngState(reader.index()["ranks"][comm_.rank()]["rng"], device_);
   start_step_ = reader.step();
   LogInfo("resumed from {} at step {}", dir, start_step_);
 }
@@ -311,9 +313,10 @@ TrainSummary Trainer::Run() {
   for (int64_t step = start_step_; step < total; ++step) {
     const auto ts = Clock::now();
     double tokens = 0;
-    const double loss = TrainStep(step, &tokens);
+    TrainStep(step, &tokens);
     const double lr = schedule_.At(step);
-    const StepResult r = engine_->Update(loss, lr, config_.train.grad_clip);
+    const StepResult r = engine_->Update(lr, config_.train.grad_clip);
+    const double loss = r.loss;
     const double norm = r.grad_norm;
     const bool skip = r.skipped;
     if (!skip) {
@@ -360,7 +363,7 @@ TrainSummary RunTraining(const Config& config, const TrainOptions& options, Comm
   watchdog.dir = config.run.dir;
   watchdog.timeout_s = config.dist.collective_timeout_s;
   if (options.watchdog) comm.EnableWatchdog(watchdog);
-  RunSetup setup(config.model, comm);
+  RunSetup setup(config.model, comm, config.dist.collective_timeout_s);
   setup.LogTopology();
   if (comm.rank() == 0)
     WriteFileAtomic((fs::path(config.run.dir) / "config.yaml").string(),

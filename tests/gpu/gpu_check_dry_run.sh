@@ -20,7 +20,7 @@ python3 - "$TMP/out/gpu_check.json" <<'PY' || fail "gpu_check.json lacks a check
 import json, sys
 d = json.load(open(sys.argv[1]))
 names = [s["name"] for s in d["steps"]]
-want = ["versions", "nccl", "bf16-fp32", "eval", "ckpt"] + ["train-%s-z%d-%s" % (m, z, p)
+want = ["versions", "nccl", "cuda-path", "bf16-fp32", "eval", "ckpt"] + ["train-%s-z%d-%s" % (m, z, p)
         for m in ("lora", "full") for z in (0, 2) for p in ("unpacked", "packed")]
 missing = [w for w in want if w not in names]
 assert not missing, "missing checks: %s (have %s)" % (missing, names)

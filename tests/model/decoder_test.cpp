@@ -10,10 +10,18 @@
 #include "dfar/model/decoder.h"
 #include "dfar/model/name_adapter.h"
 #include "dfar/model/pretrained.h"
+#include "dfar/runtime/placement.h"
 #include "dfar/weights/safetensors.h"
+#include "helpers/model_util.h"
 
 namespace dfar {
 namespace {
+
+using testing::CausalLoss;
+using testing::DropoutLoraGradients;
+using testing::LongContextDecoder;
+using testing::RelativeRms;
+using testing::SparseMarkerIds;
 
 std::string FixtureDir(const std::string& name) {
   return std::string(DFAR_SOURCE_DIR) + "/tests/fixtures/models/" + name;
@@ -33,13 +41,6 @@ Golden ReadGolden(const std::string& name) {
   g.logits = torch::tensor(g.file->ToFloat("logits")).view(lg.shape);
   g.loss = torch::tensor(g.file->ToFloat("loss"));
   return g;
-}
-
-torch::Tensor CausalLoss(Decoder& d, const torch::Tensor& ids) {
-  auto hidden = d->forward({ids});
-  auto logits = d->Logits(hidden).narrow(1, 0, ids.size(1) - 1);
-  auto target = ids.narrow(1, 1, ids.size(1) - 1);
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), target.reshape({-1}));
 }
 
 class DecoderGoldenTest : public ::testing::TestWithParam<std::string> {};
@@ -187,6 +188,104 @@ TEST(DecoderTest, RandomInitIsSeededHfStyleAndLoadsTheTokenizer) {
     // sample std's relative standard error is 1/sqrt(2n) <= 1.6%, so 10% is
     // over 6 standard errors.
     EXPECT_NEAR(w.std().item<double>(), 0.02, 0.002) << p.key();
+  }
+}
+
+// RoPE's inverse frequencies stay fp32 when the model is cast to bf16. A
+// bf16 inv_freq (relative error up to 2^-9) turns the relative angle of a
+// query and a key d slots apart by up to d * inv * 2^-9: ~0.3 rad for the
+// second pair at d = 500, so attention across long distances moves. The
+// input is one filler token with a distinct token every 37 slots, so each
+// late query attends to keys hundreds of slots back.
+// Tolerance: bf16 arithmetic alone (every activation rounded, u = 2^-9;
+// ~40 roundings on a logit's path give u * sqrt(40) ~ 1.2e-2, somewhat
+// amplified by the sharp attention) measured a relative RMS logit error of
+// 1.75e-2 at positions 256..511; the old decoder, whose inv_freq was a
+// registered buffer that to(bf16) rounded, measured 6.1e-2. The bound 3e-2
+// sits between them with a margin of about 1.7x to each (both measured
+// here, AVX-512 CPU, libtorch 1.13).
+TEST(DecoderTest, Bf16LogitsAtLatePositionsMatchFp32) {
+  const Bf16Probe probe = ProbeCpuBf16();
+  if (!probe.bf16_error.empty()) GTEST_SKIP() << "this CPU and kernel setup has no bf16 GEMM: " << probe.bf16_error;
+  Decoder ref = LongContextDecoder(), low = LongContextDecoder();
+  low->to(torch::kBFloat16);
+  torch::NoGradGuard no_grad;
+  auto ids = SparseMarkerIds(512);
+  auto want = ref->Logits(ref->forward({ids})).narrow(1, 256, 256);
+  auto got = low->Logits(low->forward({ids})).narrow(1, 256, 256).to(torch::kFloat);
+  const double early = RelativeRms(low->Logits(low->forward({ids.narrow(1, 0, 64)})).to(torch::kFloat),
+                                   ref->Logits(ref->forward({ids.narrow(1, 0, 64)})));
+  const double late = RelativeRms(got, want);
+  EXPECT_LT(late, 3e-2) << "positions 256..511; positions 0..63 give " << early;
+}
+
+// Packed rows attend through per-sample spans (no dense mask): the hidden
+// states of each sample equal a run of that sample alone, for fp32 (1e-5 abs:
+// the same operations on the same values, up to blocking in the GEMMs) and
+// through the dense-mask path too. GQA (4 heads, 2 KV heads) included.
+TEST(DecoderTest, PackedSpanAttentionEqualsSeparateRunsAndTheDenseMask) {
+  Decoder d = LongContextDecoder();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(6);
+  const std::vector<int64_t> lengths = {5, 9, 4};
+  std::vector<torch::Tensor> ids, seg, pos;
+  std::vector<SegmentSpan> spans;
+  int64_t at = 0;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    ids.push_back(torch::randint(0, 96, {lengths[i]}, torch::kLong));
+    seg.push_back(torch::full({lengths[i]}, static_cast<int64_t>(i + 1), torch::kLong));
+    pos.push_back(torch::arange(lengths[i]));
+    spans.push_back({0, at, lengths[i]});
+    at += lengths[i];
+  }
+  const int64_t pad = 3;  // Trailing padding: segment 0, outside every span.
+  auto row_ids = torch::cat({torch::cat(ids), torch::zeros({pad}, torch::kLong)}).unsqueeze(0);
+  auto row_seg = torch::cat({torch::cat(seg), torch::zeros({pad}, torch::kLong)}).unsqueeze(0);
+  auto row_pos = torch::cat({torch::cat(pos), torch::zeros({pad}, torch::kLong)}).unsqueeze(0);
+  auto by_spans = d->forward({row_ids, row_pos, row_seg, spans});
+  auto by_mask = d->forward({row_ids, row_pos, row_seg});
+  at = 0;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    auto alone = d->forward({ids[i].unsqueeze(0)});
+    EXPECT_LE((by_spans.narrow(1, at, lengths[i]) - alone).abs().max().item<float>(), 1e-5f) << "sample " << i;
+    at += lengths[i];
+  }
+  EXPECT_LE((by_spans.narrow(1, 0, at) - by_mask.narrow(1, 0, at)).abs().max().item<float>(), 1e-5f);
+  EXPECT_TRUE(torch::isfinite(by_spans).all().item<bool>());
+}
+
+// Dropout inside a checkpointed block: the recompute in backward replays the
+// forward's RNG, so with the same seed the gradients equal those of a run
+// without checkpointing (bit for bit: the same kernels on the same values).
+// Without the replay the recompute draws new masks and the LoRA gradients
+// differ by O(1) of their size.
+TEST(DecoderTest, CheckpointedDropoutGivesTheGradientsOfTheLoss) {
+  const std::vector<std::vector<torch::Tensor>> grads = {DropoutLoraGradients(false, torch::kCPU),
+                                                         DropoutLoraGradients(true, torch::kCPU)};
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  ASSERT_FALSE(grads[0].empty());
+  for (size_t i = 0; i < grads[0].size(); ++i)
+    EXPECT_LE((grads[0][i] - grads[1][i]).abs().max().item<float>(),
+              1e-6f * (1 + grads[0][i].abs().max().item<float>()))
+        << "trainable tensor " << i;
+}
+
+// Parameters created where a loader puts them: the requested dtype, no init
+// run (the loader writes every one), and the RoPE table still fp32.
+TEST(DecoderTest, ParametersAreCreatedInTheRequestedDtype) {
+  ModelConfig c = LongContextDecoder()->config();
+  Decoder d(c, ParameterPlacement{torch::TensorOptions().dtype(torch::kBFloat16), false});
+  for (const auto& p : d->named_parameters()) EXPECT_EQ(p.value().scalar_type(), torch::kBFloat16) << p.key();
+  ModelSection section;
+  section.path = FixtureDir("tiny-spm");
+  section.init = "random";
+  const PretrainedModel fp32 = LoadBaseModel(section, 7);
+  const PretrainedModel bf16 = LoadBaseModel(section, 7, {torch::TensorOptions().dtype(torch::kBFloat16), false});
+  auto p32 = fp32.decoder->named_parameters();
+  for (const auto& p : bf16.decoder->named_parameters()) {
+    EXPECT_EQ(p.value().scalar_type(), torch::kBFloat16) << p.key();
+    // The same draws, rounded once: what a cast of the fp32 model gives.
+    EXPECT_TRUE(torch::equal(p.value(), p32[p.key()].to(torch::kBFloat16))) << p.key();
   }
 }
 

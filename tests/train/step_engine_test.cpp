@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "dfar/core/torch_compat.h"
+
 namespace dfar {
 namespace {
 
@@ -69,6 +71,9 @@ BatchTensors FixedBatch() {
   b.input_ids = torch::arange(24, torch::kLong).remainder(64).reshape({2, 12});
   b.labels = torch::full({2, 12}, -100, torch::kLong);
   b.labels.slice(1, 6, 11).copy_(b.input_ids.slice(1, 7, 12));
+  const auto flat = b.labels.reshape({-1});
+  b.supervised_rows = flat.ne(-100).nonzero().squeeze(1);
+  b.targets = flat.index_select(0, b.supervised_rows);
   return b;
 }
 
@@ -76,17 +81,17 @@ TEST(StepEngineTest, LossFallsOnARepeatedBatchAndGradientsEndZeroed) {
   auto comm = MakeSingleCommunicator();
   Decoder d = TinyDecoder(false);
   d->train();
-  StepEngine engine(d, *comm, *comm, StepEngineOptions{});
+  StepEngine engine(d, *comm, StepEngineOptions{});
   const BatchTensors batch = FixedBatch();
   const double count = batch.labels.ne(-100).sum().item<double>();
   double first = 0, last = 0;
   for (int step = 0; step < 5; ++step) {
-    const double loss = engine.ForwardBackward({batch}, count);
-    const StepResult r = engine.Update(loss, 1e-2, 1.0);
+    engine.ForwardBackward({batch}, count);
+    const StepResult r = engine.Update(1e-2, 1.0);
     EXPECT_FALSE(r.skipped);
     EXPECT_GT(r.grad_norm, 0.0);
     EXPECT_EQ(engine.flat().grad().abs().sum().item<double>(), 0.0);
-    (step == 0 ? first : last) = loss;
+    (step == 0 ? first : last) = r.loss;
   }
   EXPECT_LT(last, first);
   EXPECT_EQ(engine.optimizer().steps(), 5);
@@ -95,15 +100,68 @@ TEST(StepEngineTest, LossFallsOnARepeatedBatchAndGradientsEndZeroed) {
 TEST(StepEngineTest, APoisonedStepIsSkippedAndLeavesParametersUntouched) {
   auto comm = MakeSingleCommunicator();
   Decoder d = TinyDecoder(false);
-  StepEngine engine(d, *comm, *comm, StepEngineOptions{});
+  StepEngine engine(d, *comm, StepEngineOptions{});
   const BatchTensors batch = FixedBatch();
   const torch::Tensor before = engine.flat().data().clone();
-  const double loss = engine.ForwardBackward({batch}, 10, /*poison=*/true);
-  EXPECT_TRUE(std::isnan(loss));
-  const StepResult r = engine.Update(loss, 1e-2, 1.0);
+  engine.ForwardBackward({batch}, 10, /*poison=*/true);
+  const StepResult r = engine.Update(1e-2, 1.0);
+  EXPECT_TRUE(std::isnan(r.loss));
   EXPECT_TRUE(r.skipped);
   EXPECT_TRUE(torch::equal(before, engine.flat().data()));
   EXPECT_EQ(engine.optimizer().steps(), 0);
+}
+
+// dist.reduce_dtype fp32: bf16 gradients of two micro-steps, 1 and 2^-9,
+// accumulate to exactly 1 + 2^-9 in fp32; in bf16 (8 significant bits) the
+// sum rounds back to 1, so the second micro-step is lost.
+TEST(GradientSyncTest, Fp32ReduceDtypeKeepsWhatBf16AccumulationRoundsAway) {
+  auto comm = MakeSingleCommunicator();
+  for (bool fp32 : {false, true}) {
+    auto p = torch::zeros({4}, torch::kBFloat16).set_requires_grad(true);
+    c10::optional<torch::ScalarType> reduce;
+    if (fp32) reduce = torch::kFloat;
+    FlatParameters flat({{"w", p}}, 1, 32, reduce);
+    GradientSync sync(flat, *comm, 0, {p});
+    const double scales[] = {1.0, std::ldexp(1.0, -9)};
+    for (int k = 0; k < 2; ++k) {
+      sync.BeginBackward(k == 1);
+      (p.to(torch::kFloat) * scales[k]).sum().backward();
+    }
+    sync.Finish();
+    EXPECT_EQ(flat.separate_main_grad(), fp32);
+    const double got = flat.main_grad()[0].item<double>();
+    EXPECT_EQ(got, fp32 ? 1.0 + std::ldexp(1.0, -9) : 1.0) << "reduce fp32 " << fp32;
+    if (fp32) EXPECT_EQ(flat.grad().abs().sum().item<double>(), 0.0);  // Moved out as it landed.
+  }
+}
+
+// A collated batch becomes device tensors in one upload, with the
+// supervised positions and their targets found on the host, and the packed
+// samples as spans.
+TEST(ToTensorsTest, SupervisedRowsTargetsAndSpansComeFromTheHost) {
+  Batch b;
+  b.rows = 2;
+  b.cols = 5;
+  b.input_ids = {1, 2, 3, 4, 0, 5, 6, 7, 0, 0};
+  b.labels = {-100, 3, -100, 9, -100, 6, -100, 8, -100, -100};
+  b.position_ids = {0, 1, 0, 1, 0, 0, 1, 2, 0, 0};
+  b.segment_ids = {1, 1, 2, 2, 0, 1, 1, 1, 0, 0};
+  const BatchTensors t = ToTensors(b, /*packed=*/true, torch::kCPU);
+  EXPECT_TRUE(torch::equal(t.supervised_rows, torch::tensor({1, 3, 5, 7}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(t.targets, torch::tensor({3, 9, 6, 8}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(t.input_ids[1], torch::tensor({5, 6, 7, 0, 0}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(t.segment_ids[0], torch::tensor({1, 1, 2, 2, 0}, torch::kLong)));
+  if (!compat::kSdpaFusedWithoutMask) {  // libtorch 1.13: the dense mask is faster, no spans.
+    EXPECT_TRUE(t.spans.empty());
+    return;
+  }
+  ASSERT_EQ(t.spans.size(), 3u);
+  const std::vector<std::vector<int64_t>> want = {{0, 0, 2}, {0, 2, 2}, {1, 0, 3}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(t.spans[i].row, want[i][0]) << i;
+    EXPECT_EQ(t.spans[i].start, want[i][1]) << i;
+    EXPECT_EQ(t.spans[i].length, want[i][2]) << i;
+  }
 }
 
 }  // namespace

@@ -101,6 +101,10 @@ struct ModelSection {
       "auto";  // auto|fp32|bf16: auto = bf16 on CUDA; on CPU bf16 only where a probe GEMM shows it faster.
   std::string attention = "sdpa";         // sdpa (fused where libtorch has it) | math (reference).
   bool activation_checkpointing = false;  // Recompute blocks in backward: less memory, ~1/3 more compute.
+  // TF32 tensor cores for fp32 matmuls on CUDA. Off by default: fp32 then
+  // means fp32 (TF32 keeps 10 mantissa bits), as in PyTorch since 1.12; bf16
+  // compute, the CUDA default, is not affected.
+  bool allow_tf32 = false;
 };
 
 // LoRA adapters. The paper: r=64, alpha=16, dropout 0.1 on all projections.
@@ -117,6 +121,12 @@ struct DistConfig {
   int64_t zero = 0;                   // 0: replicated optimizer; 1: shard optimizer state; 2: also gradients.
   double bucket_mb = 32.0;            // Gradient bucket size; see docs/benchmarks.md for how it was chosen.
   double collective_timeout_s = 600;  // A collective slower than this aborts the job, naming missing ranks.
+  // Dtype that bf16 gradients are accumulated (over micro-steps) and reduced
+  // (over ranks) in. fp32, the default, as torchtitan's FSDP2 policy and
+  // Megatron do: a bf16 sum keeps 8 bits, so 1 + 2^-9 is 1. Costs 4 bytes
+  // per trainable parameter. param: in the parameters' dtype (DDP's way),
+  // to save that memory.
+  std::string reduce_dtype = "fp32";
 };
 
 struct CheckpointConfig {

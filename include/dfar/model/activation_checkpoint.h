@@ -5,8 +5,10 @@
 // enabled, then backpropagates through the recomputed graph. Parameter
 // gradients accumulate into .grad as usual (and their hooks fire), so
 // gradients are identical with checkpointing on and off; the price is one
-// extra forward of fn. fn must be deterministic (no dropout between calls
-// unless its RNG is replayed) and is kept alive until backward.
+// extra forward of fn. The CPU RNG state, and the CUDA one of x's device,
+// are saved at forward and replayed for the recompute (then restored), so
+// dropout inside fn draws the same masks twice. fn is kept alive until
+// backward.
 #pragma once
 
 #include <torch/torch.h>

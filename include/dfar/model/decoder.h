@@ -23,9 +23,20 @@
 namespace dfar {
 
 // y = x W^T (+ b) (+ scale * dropout(x) A^T B^T when LoRA is on).
+// Where and how a decoder's parameters are created. The default builds fp32
+// CPU parameters with the layers' own initialisation (unit tests). Loaders
+// pass the compute device and dtype with init = false: the parameters are
+// allocated once, uninitialised, where they will live, and the weights are
+// copied in one tensor at a time, so no rank holds a full fp32 model on the
+// host.
+struct ParameterPlacement {
+  torch::TensorOptions options = torch::TensorOptions().dtype(torch::kFloat);
+  bool init = true;  // false: torch::empty, to be overwritten by the caller.
+};
+
 class ProjImpl : public torch::nn::Module {
  public:
-  ProjImpl(int64_t in, int64_t out, bool bias);
+  ProjImpl(int64_t in, int64_t out, bool bias, const ParameterPlacement& place = {});
   torch::Tensor forward(const torch::Tensor& x);
 
   // Adds trainable A [r, in] (Kaiming-uniform) and B [out, r] (zeros), and
@@ -46,7 +57,7 @@ TORCH_MODULE(Proj);
 
 class RmsNormImpl : public torch::nn::Module {
  public:
-  RmsNormImpl(int64_t dim, double eps);
+  RmsNormImpl(int64_t dim, double eps, const ParameterPlacement& place = {});
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
   double eps;
@@ -66,7 +77,7 @@ struct AttentionContext;  // Masks and RoPE tables shared by all layers of one c
 
 class AttentionImpl : public torch::nn::Module {
  public:
-  explicit AttentionImpl(const ModelConfig& c);
+  AttentionImpl(const ModelConfig& c, const ParameterPlacement& place);
   torch::Tensor forward(const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache, int64_t layer);
   Proj q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
 
@@ -77,7 +88,7 @@ TORCH_MODULE(Attention);
 
 class MlpImpl : public torch::nn::Module {
  public:
-  explicit MlpImpl(const ModelConfig& c);
+  MlpImpl(const ModelConfig& c, const ParameterPlacement& place);
   torch::Tensor forward(const torch::Tensor& x);
   Proj gate{nullptr}, up{nullptr}, down{nullptr};
 };
@@ -85,7 +96,7 @@ TORCH_MODULE(Mlp);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  explicit BlockImpl(const ModelConfig& c);
+  BlockImpl(const ModelConfig& c, const ParameterPlacement& place);
   torch::Tensor forward(const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache, int64_t layer);
   RmsNorm attn_norm{nullptr}, mlp_norm{nullptr};
   Attention attn{nullptr};
@@ -93,17 +104,28 @@ class BlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
+// One packed sample: `length` slots of row `row` from slot `start`.
+struct SegmentSpan {
+  int64_t row = 0, start = 0, length = 0;
+};
+
 struct DecoderInputs {
   torch::Tensor input_ids;     // [B, T] int64.
   torch::Tensor position_ids;  // [B, T] int64; undefined: 0..T-1 (after the cache).
   torch::Tensor segment_ids;   // [B, T] int64; undefined: one segment, no padding.
+  // Packed rows, known on the host: every non-padding segment of
+  // segment_ids. With spans (and no cache), SDPA attends within each span
+  // with is_causal instead of through a dense [B,1,T,T] mask, so fused
+  // (flash / memory-efficient) kernels apply. Padding slots outside every
+  // span get a zero attention output (no label reads them).
+  std::vector<SegmentSpan> spans;
 };
 
 enum class AttentionKernel { kSdpa, kMath };
 
 class DecoderImpl : public torch::nn::Module {
  public:
-  explicit DecoderImpl(const ModelConfig& config);
+  explicit DecoderImpl(const ModelConfig& config, const ParameterPlacement& place = {});
 
   // Final hidden states [B, T, hidden]. With a cache, appends this call's keys
   // and values to it (the cache must have room).
@@ -131,9 +153,14 @@ class DecoderImpl : public torch::nn::Module {
 
  private:
   torch::Tensor RunBlock(int64_t i, const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache);
+  const torch::Tensor& InvFreqOn(const torch::Device& device);
 
   ModelConfig config_;
-  torch::Tensor inv_freq_;  // [head_dim / 2], fp32, with rope scaling applied.
+  // [head_dim / 2], with rope scaling applied. Always fp32: it is not a
+  // registered buffer, so module->to(bf16) cannot round it (a bf16 inv_freq
+  // puts angles near position 500 off by up to ~0.5 rad). It follows the
+  // model's device at the first forward there.
+  torch::Tensor inv_freq_;
   AttentionKernel kernel_ = AttentionKernel::kSdpa;
   bool checkpointing_ = false;
 };

@@ -30,14 +30,19 @@ struct PretrainedModel {
   std::string format;                    // "gguf" or "hf".
 };
 
-PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer = true);
+// `target`: the device and dtype the parameters are created in (its init
+// flag is ignored: loaders never run an init that the weights overwrite).
+// Weights are converted one tensor at a time on the host (fp32 staging of
+// that tensor only) and copied there.
+PretrainedModel LoadPretrained(const std::string& path, bool with_tokenizer = true,
+                               const ParameterPlacement& target = {});
 
 // The base model that a run's model section names. init "pretrained" is
 // LoadPretrained(model.path); init "random" reads only the config (and the
 // tokenizer) from model.path and keeps the decoder's own initialisation,
 // drawn after torch::manual_seed(seed): the same seed gives the same weights,
 // so a LoRA checkpoint of a random base reloads onto the same base.
-PretrainedModel LoadBaseModel(const ModelSection& model, uint64_t seed);
+PretrainedModel LoadBaseModel(const ModelSection& model, uint64_t seed, const ParameterPlacement& target = {});
 
 // Copies `values` (row-major, `shape`) into the decoder parameter `dfar_name`,
 // checking the shape. `source` names the file in messages.

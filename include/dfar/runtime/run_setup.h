@@ -26,8 +26,11 @@ namespace dfar {
 
 class RunSetup {
  public:
-  // `host` is not owned and must outlive this object.
-  RunSetup(const ModelSection& model, Communicator& host);
+  // `host` is not owned and must outlive this object. `collective_timeout_s`
+  // (dist.collective_timeout_s) is the NCCL communicator's deadline per
+  // collective and for its start-up.
+  RunSetup(const ModelSection& model, Communicator& host,
+           double collective_timeout_s = DistConfig{}.collective_timeout_s);
   ~RunSetup();
 
   const World& world() const { return world_; }

@@ -13,6 +13,9 @@
 // Gradients are SUMS over ranks: the loss is already normalised by the global
 // supervised-token count, so no averaging is needed (or correct).
 // Non-final micro-steps (gradient accumulation) launch nothing.
+// With a separate main_grad (flat_params.h: reduce dtype fp32 for bf16
+// parameters), each parameter's hook first adds its landed gradient into
+// main_grad and clears the compute-dtype slot; buckets reduce main_grad.
 // Thread-safety: hooks run on autograd's thread during backward; Wait() and
 // the rest on the training thread.
 #pragma once
@@ -21,6 +24,7 @@
 
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "dfar/comm/communicator.h"
@@ -66,6 +70,7 @@ class GradientSync {
   size_t next_launch_ = 0;    // Buckets [0, next_launch_) are launched.
   std::vector<std::shared_ptr<Work>> works_;
   std::vector<torch::Tensor> scatter_out_;  // ZeRO 2 receive buffers, per bucket.
+  std::vector<std::string> bucket_labels_;  // "grad_sync bucket k/n": the collectives' site, for diagnoses.
   int64_t launched_total_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // Hooks hold a weak_ptr to it.
 };

@@ -16,12 +16,22 @@ namespace dfar {
 // Device tensors of a collated batch.
 struct BatchTensors {
   torch::Tensor input_ids, labels, position_ids, segment_ids;  // [B, T] int64.
+  torch::Tensor supervised_rows;  // [S] int64: flat positions (row * T + col) with a label.
+  torch::Tensor targets;          // [S] int64: their labels.
+  // Packed batches, where libtorch's SDPA has mask-free fused kernels
+  // (compat::kSdpaFusedWithoutMask): the samples, for span attention.
+  std::vector<SegmentSpan> spans;
   bool packed = false;
 };
 
+// Everything the step needs, computed on the host (supervised positions,
+// targets and packed spans included) and uploaded in one copy: pinned and non-blocking when
+// `device` is CUDA, so the host never waits for the device here.
 BatchTensors ToTensors(const Batch& batch, bool packed, const torch::Device& device);
 
-// Sum of token cross-entropies (fp32) over positions with a label.
+// Sum of token cross-entropies (fp32) over positions with a label. Without
+// supervised_rows (a batch not from ToTensors) they are found on the device,
+// which costs a host synchronisation.
 torch::Tensor SupervisedCrossEntropySum(Decoder& decoder, const BatchTensors& batch);
 
 }  // namespace dfar

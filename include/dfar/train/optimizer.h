@@ -4,6 +4,13 @@
 // moments, eps added after the square root) so runs compare with PyTorch.
 // State (moments, and fp32 master weights when parameters are bf16) exists
 // only for this rank's owned ranges: with ZeRO 1/2 that is 1/world of it.
+// Weight decay is a flag per parameter piece (FlatParameters::PiecesIn), not
+// a full-size mask. Gradients are read from flat.main_grad().
+// Kernels: on CUDA (libtorch >= 2.0) torch's own _fused_adamw_, the kernel
+// of torch.optim.AdamW(fused=True), one launch per decay class; bf16
+// gradients are staged to fp32 in pieces of at most 16M elements. On CPU a
+// fused loop of dfar's (adamw_kernel.h). Elsewhere, and with fused = false,
+// the tensor-op form.
 // Thread-safety: training thread only.
 #pragma once
 
@@ -23,9 +30,13 @@ struct AdamWOptions {
   // Plain SGD instead (p -= lr * (g + wd * p), decay mask as for AdamW);
   // the moments are kept, as zeros, so the checkpoint layout is one.
   bool sgd = false;
-  // CPU fp32/bf16: one fused pass over memory per step (3-4x faster than the
-  // tensor-op form, which CUDA and tests use). Same math, fp32 throughout.
+  // One fused pass over memory per step: dfar's loop on CPU (3-4x faster
+  // than the tensor-op form), torch's _fused_adamw_ on CUDA. Same math,
+  // fp32 throughout. false: the tensor-op form (tests).
   bool fused = true;
+  // Use torch's _fused_adamw_ on CPU too (libtorch >= 2.4): tests check the
+  // CUDA path's calling convention against dfar's CPU loop this way.
+  bool torch_fused_on_cpu = false;
 };
 
 class AdamW {
@@ -51,20 +62,37 @@ class AdamW {
   int64_t state_bytes() const;
 
  private:
+  // One parameter piece inside an owned range: flat offset, offset in the
+  // compact state, length, and whether weight decay applies.
+  struct Segment {
+    int64_t flat = 0, compact = 0, n = 0;
+    bool decay = true;
+  };
+  enum class Kernel { kCpuFused, kTorchFused, kTensorOps };
+  Kernel ChooseKernel() const;
   void SgdStep(double lr);
+  void CpuFusedStep(double lr);
+  void TorchFusedStep(double lr);
+  void TensorOpsStep(double lr);
+  torch::Tensor Param(const Segment& s);  // Master or fp32 parameters of s.
+  torch::Tensor Grad(const Segment& s);   // main_grad of s.
 
   FlatParameters& flat_;
   std::vector<std::pair<int64_t, int64_t>> owned_;
   std::vector<int64_t> compact_offsets_;
+  std::vector<Segment> segments_;
   AdamWOptions options_;
-  torch::Tensor exp_avg_, exp_avg_sq_, master_, decay_;
+  torch::Tensor exp_avg_, exp_avg_sq_, master_;
+  torch::Tensor step_tensor_, stage_;  // Torch fused kernel: step count on the device, fp32 gradient stage.
   int64_t steps_ = 0;
 };
 
-// Clips gradients in the owned ranges to a global L2 norm of max_norm
-// (0 = no clipping) and returns the pre-clip global norm. The norm is summed
-// over ranks when each rank owns a distinct part (`sharded`), else local.
-double ClipGradNorm(FlatParameters& flat, const std::vector<std::pair<int64_t, int64_t>>& owned, double max_norm,
-                    Communicator& comm, bool sharded);
+// Squared L2 norm of main_grad over the owned ranges, as a device fp64
+// scalar: one stacked reduction, no host synchronisation.
+torch::Tensor GradSquaredNorm(FlatParameters& flat, const std::vector<std::pair<int64_t, int64_t>>& owned);
+// Scales the owned ranges of main_grad so that a global norm `norm` becomes
+// max_norm (no-op when max_norm is 0, the norm is within it, or non-finite).
+void ClipGradients(FlatParameters& flat, const std::vector<std::pair<int64_t, int64_t>>& owned, double norm,
+                   double max_norm);
 
 }  // namespace dfar

@@ -29,28 +29,33 @@ namespace dfar {
 struct StepEngineOptions {
   int zero = 0;           // ZeRO stage 0, 1 or 2.
   double bucket_mb = 32;  // Gradient bucket size.
+  // dist.reduce_dtype fp32: with bf16 parameters, accumulate gradients over
+  // micro-steps and reduce them over ranks in fp32 (flat_params.h).
+  bool reduce_fp32 = false;
   AdamWOptions adamw;
 };
 
 struct StepResult {
+  double loss = 0;       // Global mean loss of the step (before its update).
   double grad_norm = 0;  // Global, pre-clip; identical on every rank.
   bool skipped = false;  // Non-finite loss or norm: no update on any rank.
 };
 
 class StepEngine {
  public:
-  // `tensors` reduces gradients and parameters (NCCL for CUDA parameters);
-  // `host` reduces scalars. They may be the same communicator.
-  StepEngine(Decoder decoder, Communicator& host, Communicator& tensors, const StepEngineOptions& options);
+  // `tensors` reduces gradients, parameters and the step's loss and norm, on
+  // the parameters' device (NCCL for CUDA parameters).
+  StepEngine(Decoder decoder, Communicator& tensors, const StepEngineOptions& options);
 
   // Forward and backward of each micro-batch with loss = CE sum /
   // global_supervised; the last one's backward overlaps the gradient
-  // collectives. Returns the global mean loss (before this step's update).
+  // collectives. Nothing here waits for the device: the loss is summed on it.
   // `poison` makes the loss NaN (fault injection for the non-finite guard).
-  double ForwardBackward(const std::vector<BatchTensors>& micro, double global_supervised, bool poison = false);
-  // Clips to grad_clip (0 = off), then AdamW at lr unless the loss or the
-  // norm is non-finite; gathers ZeRO parts; zeroes the gradients.
-  StepResult Update(double loss, double lr, double grad_clip);
+  void ForwardBackward(const std::vector<BatchTensors>& micro, double global_supervised, bool poison = false);
+  // The step's one host synchronisation (loss and gradient norm together),
+  // then clipping to grad_clip (0 = off) and AdamW at lr unless the loss or
+  // the norm is non-finite; gathers ZeRO parts; zeroes the gradients.
+  StepResult Update(double lr, double grad_clip);
 
   FlatParameters& flat() { return *flat_; }
   AdamW& optimizer() { return *optim_; }
@@ -58,8 +63,10 @@ class StepEngine {
 
  private:
   Decoder decoder_;
-  Communicator& host_;
+  Communicator& tensors_;
   int zero_;
+  torch::Tensor ce_sum_;  // Device fp64: this rank's CE sum of the step so far.
+  double global_supervised_ = 1;
   std::unique_ptr<FlatParameters> flat_;
   std::unique_ptr<GradientSync> sync_;  // Declared after flat_: destroyed first.
   std::unique_ptr<AdamW> optim_;
