@@ -195,7 +195,9 @@ std::vector<ConfigField> BuildSchema() {
       FloatField("lora.alpha", DFAR_AT(lora.alpha), 0.0, 1e6, "LoRA alpha (scale = alpha / r)"),
       FloatField("lora.dropout", DFAR_AT(lora.dropout), 0.0, 0.99, "dropout on the LoRA input"),
       ListField("lora.targets", DFAR_AT(lora.targets), "projections to adapt: q k v o gate up down"),
-      IntField<int64_t>("dist.zero", DFAR_AT(dist.zero), 0, 2, "ZeRO stage: 0 off, 1 optimizer state, 2 + gradients"),
+      IntField<int64_t>("dist.zero", DFAR_AT(dist.zero), 0, 2,
+                        "ZeRO stage: 0 off, 1 optimizer state, 2 + gradient reduce-scatter (the gradient buffers are "
+                        "not yet sharded)"),
       FloatField("dist.bucket_mb", DFAR_AT(dist.bucket_mb), 0.001, 4096, "gradient all-reduce bucket size (MB)"),
       FloatField("dist.collective_timeout_s", DFAR_AT(dist.collective_timeout_s), 0.1, 1e6,
                  "deadline of one collective before the job aborts"),

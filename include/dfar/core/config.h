@@ -118,7 +118,10 @@ struct LoraConfig {
 
 // Data parallelism.
 struct DistConfig {
-  int64_t zero = 0;                   // 0: replicated optimizer; 1: shard optimizer state; 2: also gradients.
+  // 0: replicated optimizer; 1: shard optimizer state; 2: also reduce-scatter
+  // the gradients (each rank keeps its reduced part; the gradient buffers are
+  // still full-size on every rank, so gradient memory is not yet saved).
+  int64_t zero = 0;
   double bucket_mb = 32.0;            // Gradient bucket size; see docs/benchmarks.md for how it was chosen.
   double collective_timeout_s = 600;  // A collective slower than this aborts the job, naming missing ranks.
   // Dtype that bf16 gradients are accumulated (over micro-steps) and reduced

@@ -9,7 +9,9 @@
 //   ZeRO 1: same all-reduce; each rank then updates only its part of every
 //           bucket (optimizer state is sharded), and parts are all-gathered.
 //   ZeRO 2: reduce-scatter each bucket: a rank receives only its part of the
-//           summed gradient (gradients are sharded too).
+//           summed gradient. The flat gradient buffers are still full-size
+//           on every rank: ZeRO 2 saves communication (no all-reduce),
+//           not yet gradient memory.
 // Gradients are SUMS over ranks: the loss is already normalised by the global
 // supervised-token count, so no averaging is needed (or correct).
 // Non-final micro-steps (gradient accumulation) launch nothing.
