@@ -70,7 +70,7 @@ test-avx2: build
 
 # The demo needs only the dfar binary: building it alone (not the tests and
 # benchmarks) keeps a fresh machine's `make demo` inside its 20 minutes.
-# A 1.13 demo needs no torch wheel: `deps` skips it (4.6 GB) for this target.
+# A 1.13 demo needs no torch wheel: `deps` skips it (4.0 GB) for this target.
 demo: export DFAR_SKIP_TORCH_WHEEL = $(if $(filter 1.13,$(DEFAULT_TORCH)),1,0)
 demo: configure
 	cmake --build $(BUILD) -j $(JOBS) --target dfar
