@@ -180,6 +180,66 @@ def attention_section(default, torch211):
     return text
 
 
+def memory_rows(results):
+    """bench_memory's rows at 1, 2 and 4 ranks, with each stage's bytes against the same stage on 1 rank."""
+    runs = {n: load(results, "memory-np%d" % n) for n in (1, 2, 4)}
+    if not runs[1]:
+        return [], runs
+    one = {r["zero"]: r["total_MB"] for r in runs[1]["rows"]}
+    rows = []
+    for n, data in runs.items():
+        for r in (data or {}).get("rows", []):
+            rows.append({"ZeRO": r["zero"], "ranks": n, "params MB": r["param_MB"], "grads MB": r["grad_MB"],
+                         "optimizer MB": r["optim_MB"], "total MB": r["total_MB"],
+                         "vs 1 rank": r["total_MB"] / one[r["zero"]], "ideal": 1.0 / n if r["zero"] == 3 else None,
+                         "staging peak MB": r["staging_peak_MB"], "gathered peak MB": r["gathered_peak_MB"],
+                         "step s": r["step_s"], "gathers hidden": r.get("gather_hidden"), "check": r.get("correct")})
+    return sorted(rows, key=lambda r: (r["ZeRO"], r["ranks"])), runs
+
+
+MEMORY_TEXT = (
+    "What one rank keeps between steps for SmolLM2-135M full fine-tuning in fp32 (AdamW), by ZeRO stage, "
+    "at 1, 2 and 4 ranks on this host (`bench_memory`, 1 thread per rank): bytes of the tensors' storage "
+    "(this CPU build has no allocator statistics), the largest over ranks. `vs 1 rank` divides by the same "
+    "stage's bytes on one rank; `ideal` is 1/N for ZeRO 3, which shards all three. Staging and gathered "
+    "peaks are transient inside a step (ZeRO 2/3's gradient buckets, ZeRO 3's gathered layers). "
+    "`gathers hidden` = 1 − (seconds the last ZeRO-3 step waited on its gathers) / (the same gathers back to "
+    "back, without compute): the share of the gathers that the next layer's prefetch hid behind compute, on "
+    "the MPI backend's progress thread. With more ranks than cores (4 ranks here) ranks also wait for each "
+    "other inside the gathers, which counts as not hidden.")
+
+
+def memory_section(results, goals):
+    rows, runs = memory_rows(results)
+    if not rows:
+        return "## memory per rank\n\n_not run: its results files are missing._\n\n"
+    for r in rows:
+        if r["ZeRO"] == 3 and r["ranks"] in (2, 4):
+            goals.add("memory: ZeRO-3 bytes per rank at np %d / np 1 (at most)" % r["ranks"], r["vs 1 rank"],
+                      0.55 if r["ranks"] == 2 else 0.3, False)
+    text = "## memory per rank\n\n%s\n\n%s\n\n" % (MEMORY_TEXT, meta_line(runs[1]))
+    text += md_table(rows) + "\n"
+    two = runs.get(2)
+    if two:
+        s = two["summary"]
+        text += "ZeRO 3 against ZeRO 0 at 2 ranks: step %.3f s against %.3f s (%.2fx).\n\n" % (
+            s["zero3_step_s"], s["zero0_step_s"], s["zero3_step_s"] / s["zero0_step_s"])
+    text += "### modelled: the largest model whose full fine-tune fits one 80 GB GPU\n\n```\n"
+    text += alpha_beta.ZERO_MODEL_DOC.strip() + "\n```\n\n"
+    text += md_table(alpha_beta.fit_table()) + "\n"
+    text += "### modelled: 7B and 70B full fine-tuning, ZeRO 2 against ZeRO 3\n\n"
+    pred = []
+    for name, preds in alpha_beta.zero_table(0.4, 0.8).items():
+        for r in preds:
+            pred.append({"model": name, "GPUs": r["gpus"], "ZeRO": r["zero"], "memory GB per GPU": r["memory_gb"],
+                         "fits 80 GB": r["memory_gb"] <= 80, "compute ms": 1e3 * r["compute_s"],
+                         "communication ms": 1e3 * r["comm_s"], "step ms": 1e3 * r["step_s"],
+                         "efficiency": r["efficiency"]})
+    text += ("MFU u = 0.4 and hidden share h = 0.8 assumed (not measured: no GPU was lent); 8192 tokens per GPU "
+             "per step, activation checkpointing on.\n\n")
+    return text + md_table(pred) + "\n"
+
+
 def gpu_section(gpu):
     """The GPU section from scripts/gpu_check.sh's gpu_check.json."""
     if not gpu:
@@ -337,6 +397,7 @@ def main():
             goals.add("generate: dfar tokens/s / HF generate tokens/s", g[0]["tokens_per_s"] / h["tokens_per_s"], 1.0)
     body += section(d["generate_hf"], "generate: HF transformers `generate`", "The same prompt ids, model and threads.")
 
+    body += memory_section(R, goals)
     body += attention_section(d["attention"], d["attention_torch2.11"])
     body += gpu_section(d["gpu_check"])
 

@@ -51,6 +51,10 @@ for c in smollm2-lora-bf16 smollm2-full-bf16; do
     "${Q[@]}" --json "$OUT/scaling-$c-np2-b2.json"
 done
 step ckpt "${MPI[@]}" -np 2 "$BIN/bench_ckpt" --dir "$WORK/ckpt" "${Q[@]}" --json "$OUT/ckpt.json"
+# Memory per rank by ZeRO stage at 1, 2 and 4 ranks (1 thread each).
+for np in 1 2 4; do
+  step "memory-np$np" "${MPI[@]}" -np $np "$BIN/bench_memory" "${Q[@]}" --json "$OUT/memory-np$np.json"
+done
 step attention env OMP_NUM_THREADS=2 "$BIN/bench_attention" --threads 2 "${Q[@]}" --json "$OUT/attention.json"
 step generate env OMP_NUM_THREADS=2 "$BIN/bench_generate" --threads 2 "${Q[@]}" --json "$OUT/generate.json"
 step generate_hf env OMP_NUM_THREADS=2 $PY benchmarks/py/generate_hf.py --models "$WORK/models" --threads 2 \

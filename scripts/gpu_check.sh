@@ -178,13 +178,13 @@ check_nccl() { gtest_step nccl_mpitest 9 nccl_mpitest; }
 # against the dense mask in bf16. They skip without a GPU (dry run).
 check_cuda_path() { gtest_step cuda_path 5 dfar_torch_tests --gtest_filter='CudaPathTest.*'; }
 
-# train_case NAME LORA ZERO PACK: one training run of the matrix.
+# train_case NAME LORA ZERO PACK [QUANT]: one training run of the matrix.
 train_case() {
-  local name=$1 lora=$2 zero=$3 pack=$4 lr=1e-5
+  local name=$1 lora=$2 zero=$3 pack=$4 quant=${5:-none} lr=1e-5
   [ "$lora" = true ] && lr=2e-4
   local dir="$OUT_DIR/runs/$name"
   run_dfar "$OUT_DIR/train-$name.log" train --overwrite run.dir="$dir" run.seed=7 \
-    model.path="$MODEL" model.init=random model.device="$DEVICE" model.dtype=bf16 \
+    model.path="$MODEL" model.init=random model.device="$DEVICE" model.dtype=bf16 model.quant="$quant" \
     lora.enabled="$lora" lora.dropout=0 dist.zero="$zero" prompt.pack="$pack" prompt.objective=lr \
     prompt.max_seq_len="$SEQ" sampler.micro_batch="$MICRO_BATCH" train.max_steps="$STEPS" train.lr="$lr" \
     train.warmup_ratio=0 data.train="$TRAIN_CSV" data.test="$TEST_CSV" ckpt.every="$STEPS" eval.encoder="" ||
@@ -201,6 +201,8 @@ train_full_z0_unpacked() { train_case full-z0-unpacked false 0 false; }
 train_full_z0_packed() { train_case full-z0-packed false 0 true; }
 train_full_z2_unpacked() { train_case full-z2-unpacked false 2 false; }
 train_full_z2_packed() { train_case full-z2-packed false 2 true; }
+train_full_z3_unpacked() { train_case full-z3-unpacked false 3 false; }
+train_qlora_z0_unpacked() { train_case qlora-z0-unpacked true 0 false nf4; }
 
 # bf16 on the device against fp32 on the CPU: the loss of the first step,
 # before any update, on the same weights and batch. Tolerance 2% of the fp32
@@ -277,7 +279,8 @@ run_step versions 60 check_versions
 run_step nccl 120 check_nccl
 run_step cuda-path 90 check_cuda_path
 for fn in train_lora_z0_unpacked train_lora_z0_packed train_lora_z2_unpacked train_lora_z2_packed \
-  train_full_z0_unpacked train_full_z0_packed train_full_z2_unpacked train_full_z2_packed; do
+  train_full_z0_unpacked train_full_z0_packed train_full_z2_unpacked train_full_z2_packed train_full_z3_unpacked \
+  train_qlora_z0_unpacked; do
   name=${fn#train_}
   run_step "train-${name//_/-}" 150 "$fn"
 done

@@ -68,9 +68,9 @@ State BuildState(const std::string& path, dfar::Communicator& comm, bool quick) 
     named.emplace_back(p.key(), p.value());
     tensors.push_back(p.value());
   }
-  s.flat = std::make_unique<dfar::FlatParameters>(named, comm.size(), 32.0);
-  s.sync = std::make_unique<dfar::GradientSync>(*s.flat, comm, /*zero_stage=*/1, tensors);
-  s.optim = std::make_unique<dfar::AdamW>(*s.flat, s.sync->owned(), dfar::AdamWOptions{});
+  s.flat = std::make_unique<dfar::FlatParameters>(named, dfar::FlatLayout{comm.size(), comm.rank(), 32.0, /*zero=*/1});
+  s.sync = std::make_unique<dfar::GradientSync>(*s.flat, comm, tensors);
+  s.optim = std::make_unique<dfar::AdamW>(*s.flat, dfar::AdamWOptions{});
   // Optimizer moments shaped like real ones (not zeros, which would hide nothing but look odd).
   torch::NoGradGuard guard;
   s.optim->exp_avg().normal_(0, 1e-3);

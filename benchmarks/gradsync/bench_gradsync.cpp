@@ -102,7 +102,7 @@ std::unique_ptr<GradModel> BuildModel(const std::string& path, dfar::Communicato
   }
   g->flat = std::make_unique<dfar::FlatParameters>(g->named, comm.size(), dfar::DistConfig{}.bucket_mb);
   comm.Broadcast(g->flat->data().data_ptr(), static_cast<size_t>(g->flat->data().nbytes()), dfar::DType::kUInt8, 0);
-  g->sync = std::make_unique<dfar::GradientSync>(*g->flat, comm, 0, tensors);
+  g->sync = std::make_unique<dfar::GradientSync>(*g->flat, comm, tensors);
   return g;
 }
 
@@ -157,7 +157,7 @@ BucketResult MeasureBucket(const Named& model, double bucket_mb, int reps, dfar:
     named.emplace_back(name, leaves.back());
   }
   dfar::FlatParameters flat(named, comm.size(), bucket_mb);
-  dfar::GradientSync sync(flat, comm, 0, leaves);
+  dfar::GradientSync sync(flat, comm, leaves);
   {
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < model.size(); ++k) {

@@ -186,6 +186,9 @@ std::vector<ConfigField> BuildSchema() {
                 "compute dtype (auto: bf16 on CUDA; on CPU bf16 only where a probe GEMM shows it faster); master "
                 "weights stay fp32"),
       EnumField("model.attention", DFAR_AT(model.attention), {"sdpa", "math"}, "attention kernel"),
+      EnumField("model.quant", DFAR_AT(model.quant), {"none", "nf4"},
+                "frozen base weights: none (the compute dtype) or nf4 (QLoRA: 4-bit NormalFloat, double-quantised "
+                "scales, dequantised per matmul; needs lora.enabled)"),
       BoolField("model.activation_checkpointing", DFAR_AT(model.activation_checkpointing),
                 "recompute each block in backward to save memory"),
       BoolField("model.allow_tf32", DFAR_AT(model.allow_tf32),
@@ -195,9 +198,9 @@ std::vector<ConfigField> BuildSchema() {
       FloatField("lora.alpha", DFAR_AT(lora.alpha), 0.0, 1e6, "LoRA alpha (scale = alpha / r)"),
       FloatField("lora.dropout", DFAR_AT(lora.dropout), 0.0, 0.99, "dropout on the LoRA input"),
       ListField("lora.targets", DFAR_AT(lora.targets), "projections to adapt: q k v o gate up down"),
-      IntField<int64_t>("dist.zero", DFAR_AT(dist.zero), 0, 2,
-                        "ZeRO stage: 0 off, 1 optimizer state, 2 + gradient reduce-scatter (the gradient buffers are "
-                        "not yet sharded)"),
+      IntField<int64_t>("dist.zero", DFAR_AT(dist.zero), 0, 3,
+                        "ZeRO stage: 0 off, 1 optimizer state sharded, 2 + gradients sharded, 3 + parameters "
+                        "sharded (gathered per layer)"),
       FloatField("dist.bucket_mb", DFAR_AT(dist.bucket_mb), 0.001, 4096, "gradient all-reduce bucket size (MB)"),
       FloatField("dist.collective_timeout_s", DFAR_AT(dist.collective_timeout_s), 0.1, 1e6,
                  "deadline of one collective before the job aborts"),
@@ -391,6 +394,9 @@ void Config::Validate() const {
   }
   DFAR_CHECK(sampler.group_window >= sampler.micro_batch || !sampler.group_by_length, "sampler.group_window (",
              sampler.group_window, ") must be >= sampler.micro_batch (", sampler.micro_batch, ")");
+  DFAR_CHECK(model.quant != "nf4" || lora.enabled,
+             "model.quant=nf4 stores the frozen base in 4 bits: it needs lora.enabled=true (full fine-tuning trains "
+             "the base weights themselves)");
 }
 
 std::string ConfigToYaml(const Config& config) {

@@ -72,7 +72,16 @@ ProjImpl::ProjImpl(int64_t in, int64_t out, bool has_bias, const ParameterPlacem
 }
 
 torch::Tensor ProjImpl::forward(const torch::Tensor& x) {
-  auto y = bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::nn::functional::linear(x, weight);
+  torch::Tensor y;
+  if (nf4) {
+    // The NF4 tensors are not buffers (module->to(dtype) would round the
+    // fp32 scales): they follow the input's device at first use.
+    if (nf4->codes.device() != x.device()) MoveNf4Weight(*nf4, x.device());
+    y = Nf4Linear(x, nf4);
+    if (bias.defined()) y = y + bias;
+  } else {
+    y = bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::nn::functional::linear(x, weight);
+  }
   if (!has_lora() || merged) return y;
   auto h = lora_dropout > 0 && is_training() ? torch::dropout(x, lora_dropout, true) : x;
   // Scaling the rank-r intermediate, not the [.., out] result, keeps the
@@ -97,8 +106,19 @@ void ProjImpl::EnableLora(int64_t rank, double alpha, double dropout) {
 void ProjImpl::MergeLora() {
   DFAR_CHECK(has_lora() && !merged, "MergeLora needs LoRA enabled and not yet merged");
   torch::NoGradGuard no_grad;
+  if (nf4) {
+    weight.set_data(DequantizeNf4Weight(*nf4, lora_a.scalar_type()));
+    nf4.reset();
+  }
   weight.add_(torch::matmul(lora_b, lora_a) * lora_scale);
   merged = true;
+}
+
+void ProjImpl::QuantizeNf4() {
+  DFAR_CHECK(!nf4 && !merged, "QuantizeNf4 needs a dense, unmerged weight");
+  DFAR_CHECK(!weight.requires_grad(), "only a frozen weight can be stored as NF4 (enable LoRA first)");
+  nf4 = QuantizeNf4Weight(weight);
+  weight.set_data(torch::empty({0}, weight.options()));
 }
 
 void ProjImpl::UnmergeLora() {
@@ -310,7 +330,35 @@ const torch::Tensor& DecoderImpl::InvFreqOn(const torch::Device& device) {
   return inv_freq_;
 }
 
+namespace {
+
+// Identity in forward; its backward calls hooks->BeforeBackward(layer) first.
+struct BeforeBackwardCall : public torch::autograd::Function<BeforeBackwardCall> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, int64_t hooks, int64_t layer) {
+    ctx->saved_data["hooks"] = hooks;
+    ctx->saved_data["layer"] = layer;
+    return x.view_as(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* hooks = reinterpret_cast<BlockHooks*>(ctx->saved_data["hooks"].toInt());
+    hooks->BeforeBackward(ctx->saved_data["layer"].toInt());
+    return {grads[0], torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor DecoderImpl::RunBlock(int64_t i, const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache) {
+  if (hooks_ == nullptr) return CallBlock(i, x, ctx, cache);
+  hooks_->BeforeForward(i);
+  auto out = CallBlock(i, x, ctx, cache);
+  hooks_->AfterForward(i);
+  if (!out.requires_grad()) return out;
+  return BeforeBackwardCall::apply(out, reinterpret_cast<int64_t>(hooks_), i);
+}
+
+torch::Tensor DecoderImpl::CallBlock(int64_t i, const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache) {
   auto block = layers->ptr<BlockImpl>(static_cast<size_t>(i));
   if (checkpointing_ && cache == nullptr && is_training() && torch::GradMode::is_enabled()) {
     // ctx is copied into the closure: backward runs after this call returns.
@@ -353,6 +401,23 @@ void DecoderImpl::EnableLora(const std::vector<std::string>& targets, int64_t ra
       it->second->lora_b.set_requires_grad(true);
     }
   }
+}
+
+DecoderImpl::QuantizedBase DecoderImpl::QuantizeBaseNf4() {
+  QuantizedBase out;
+  for (const auto& item : layers->children()) {
+    auto* block = dynamic_cast<BlockImpl*>(item.get());
+    for (Proj p : {block->attn->q, block->attn->k, block->attn->v, block->attn->o, block->mlp->gate, block->mlp->up,
+                   block->mlp->down}) {
+      if (p->weight.requires_grad() || p->nf4) continue;
+      out.dense_bytes += p->weight.nbytes();
+      p->QuantizeNf4();
+      ++out.weights;
+      out.params += p->nf4->numel;
+      out.bytes += p->nf4->bytes();
+    }
+  }
+  return out;
 }
 
 void DecoderImpl::MergeLora() {

@@ -42,24 +42,18 @@ class GradReadyHook : public torch::autograd::FunctionPostHook {
 
 }  // namespace
 
-GradientSync::GradientSync(FlatParameters& flat, Communicator& comm, int zero_stage,
-                           const std::vector<torch::Tensor>& params)
-    : flat_(flat), comm_(comm), zero_(zero_stage) {
-  DFAR_CHECK(zero_ >= 0 && zero_ <= 2, "dist.zero must be 0, 1 or 2, got ", zero_);
-  if (zero_ == 0) {
-    owned_.push_back({0, flat_.numel()});
-  } else {
-    for (const auto& b : flat_.buckets()) {
-      const int64_t begin = b.begin + comm_.rank() * b.part();
-      owned_.push_back({begin, begin + b.part()});
-    }
-  }
-  pending_.assign(flat_.buckets().size(), 0);
-  for (size_t b = 0; b < flat_.buckets().size(); ++b)
-    bucket_labels_.push_back("grad_sync bucket " + std::to_string(b + 1) + "/" +
-                             std::to_string(flat_.buckets().size()));
-  works_.resize(flat_.buckets().size());
-  scatter_out_.resize(flat_.buckets().size());
+GradientSync::GradientSync(FlatParameters& flat, Communicator& comm, const std::vector<torch::Tensor>& params)
+    : flat_(flat), comm_(comm), zero_(flat.zero()), params_(params) {
+  DFAR_CHECK(flat_.layout().world == comm_.size() && flat_.layout().rank == comm_.rank(),
+             "the flat parameters were laid out for rank ", flat_.layout().rank, " of ", flat_.layout().world,
+             ", not rank ", comm_.rank(), " of ", comm_.size());
+  const size_t n = flat_.buckets().size();
+  pending_.assign(n, 0);
+  for (size_t b = 0; b < n; ++b)
+    bucket_labels_.push_back("grad_sync bucket " + std::to_string(b + 1) + "/" + std::to_string(n));
+  works_.resize(n);
+  staging_.resize(n);
+  scatter_out_.resize(n);
   RegisterHooks(params);
 }
 
@@ -94,18 +88,39 @@ void GradientSync::BeginBackward(bool sync) {
 
 void GradientSync::OnGradReady(size_t entry) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (flat_.separate_main_grad()) {
+  torch::NoGradGuard no_grad;
+  const FlatEntry& e = flat_.entries()[entry];
+  if (flat_.shards_gradients()) {
+    StageGradient(entry);
+  } else if (flat_.separate_main_grad()) {
     // Accumulate in the reduce dtype, and clear the compute-dtype slot so the
     // next micro-step's autograd write starts from zero.
-    torch::NoGradGuard no_grad;
-    const FlatEntry& e = flat_.entries()[entry];
     auto landed = flat_.grad().narrow(0, e.offset, e.numel);
     flat_.main_grad().narrow(0, e.offset, e.numel).add_(landed);
     landed.zero_();
   }
-  if (!sync_ || comm_.size() == 1) return;
-  --pending_[flat_.BucketOf(entry)];
-  LaunchReadyInOrder();
+  const size_t b = flat_.BucketOf(entry);
+  if (--pending_[b] == 0 && on_bucket_done_) on_bucket_done_(b);
+  if (flat_.shards_gradients() || (sync_ && comm_.size() > 1)) LaunchReadyInOrder();
+}
+
+// ZeRO 2/3: the landed gradient moves into its bucket's staging buffer, and
+// the parameter lets go of it.
+void GradientSync::StageGradient(size_t entry) {
+  const FlatEntry& e = flat_.entries()[entry];
+  const size_t b = flat_.BucketOf(entry);
+  const Bucket& bucket = flat_.buckets()[b];
+  DFAR_CHECK(b >= next_launch_, "the gradient of '", e.name, "' arrived after its bucket was reduced");
+  auto& staging = staging_[b];
+  if (!staging.defined()) {
+    staging = torch::zeros({bucket.end - bucket.begin},
+                           torch::TensorOptions().dtype(flat_.grad_dtype()).device(flat_.device()));
+    staging_bytes_ += staging.nbytes();
+    peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
+  }
+  torch::Tensor& grad = params_[entry].mutable_grad();
+  if (grad.defined()) staging.narrow(0, e.offset - bucket.begin, e.numel).add_(grad.reshape({-1}));
+  grad.reset();
 }
 
 void GradientSync::LaunchReadyInOrder() {
@@ -114,47 +129,73 @@ void GradientSync::LaunchReadyInOrder() {
 
 void GradientSync::LaunchBucket(size_t b) {
   const Bucket& bucket = flat_.buckets()[b];
-  auto range = flat_.main_grad().narrow(0, bucket.begin, bucket.end - bucket.begin);
-  const DType dtype = CommDType(range);
   CollectiveSite site(bucket_labels_[b].c_str());
-  if (zero_ == 2) {
-    scatter_out_[b] = torch::empty({bucket.part()}, range.options());
-    works_[b] = comm_.ReduceScatterAsync(range.data_ptr(), scatter_out_[b].data_ptr(),
-                                         static_cast<size_t>(bucket.part()), dtype, ReduceOp::kSum);
-  } else {
-    works_[b] = comm_.AllReduceAsync(range.data_ptr(), static_cast<size_t>(range.numel()), dtype, ReduceOp::kSum);
-  }
   ++launched_total_;
+  if (!flat_.shards_gradients()) {
+    auto range = flat_.main_grad().narrow(0, bucket.begin, bucket.end - bucket.begin);
+    works_[b] =
+        comm_.AllReduceAsync(range.data_ptr(), static_cast<size_t>(range.numel()), CommDType(range), ReduceOp::kSum);
+    return;
+  }
+  if (!staging_[b].defined()) {  // No gradient landed (unused parameters): zeros still take part.
+    staging_[b] = torch::zeros({bucket.end - bucket.begin},
+                               torch::TensorOptions().dtype(flat_.grad_dtype()).device(flat_.device()));
+    staging_bytes_ += staging_[b].nbytes();
+    peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
+  }
+  if (comm_.size() > 1) {
+    scatter_out_[b] = torch::empty({bucket.part()}, staging_[b].options());
+    works_[b] = comm_.ReduceScatterAsync(staging_[b].data_ptr(), scatter_out_[b].data_ptr(),
+                                         static_cast<size_t>(bucket.part()), CommDType(staging_[b]), ReduceOp::kSum);
+  }
+  in_flight_.push_back(b);
+  while (in_flight_.size() > kMaxStagedBuckets) {
+    CompleteBucket(in_flight_.front());
+    in_flight_.pop_front();
+  }
+}
+
+// ZeRO 2/3: waits for bucket b's reduce-scatter, adds the owned part into
+// the persistent owned gradient and frees the staging.
+void GradientSync::CompleteBucket(size_t b) {
+  if (works_[b]) {
+    works_[b]->Wait();
+    works_[b].reset();
+  }
+  auto owned = flat_.owned_grad(flat_.OwnedRangeOfBucket(b));
+  owned.add_(comm_.size() > 1 ? scatter_out_[b] : staging_[b]);
+  staging_bytes_ -= staging_[b].nbytes();
+  staging_[b] = torch::Tensor();
+  scatter_out_[b] = torch::Tensor();
 }
 
 void GradientSync::Finish() {
-  if (comm_.size() == 1) return;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!sync_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  torch::NoGradGuard no_grad;
+  if (flat_.shards_gradients()) {
     while (next_launch_ < pending_.size()) LaunchBucket(next_launch_++);
+    for (size_t b : in_flight_) CompleteBucket(b);
+    in_flight_.clear();
+    return;
   }
-  for (size_t b = 0; b < works_.size(); ++b) {
-    if (!works_[b]) continue;
-    works_[b]->Wait();
-    works_[b].reset();
-    if (zero_ == 2) {
-      const Bucket& bucket = flat_.buckets()[b];
-      flat_.main_grad().narrow(0, bucket.begin + comm_.rank() * bucket.part(), bucket.part()).copy_(scatter_out_[b]);
-      scatter_out_[b] = torch::Tensor();
-    }
+  if (comm_.size() == 1 || !sync_) return;
+  while (next_launch_ < pending_.size()) LaunchBucket(next_launch_++);
+  for (auto& w : works_) {
+    if (!w) continue;
+    w->Wait();
+    w.reset();
   }
 }
 
 void GradientSync::GatherParameters() {
-  if (zero_ == 0 || comm_.size() == 1) return;
+  if (zero_ == 0 || zero_ == 3 || comm_.size() == 1) return;
   std::vector<std::shared_ptr<Work>> works;
   CollectiveSite site("zero parameter all-gather");
-  for (const auto& bucket : flat_.buckets()) {
-    auto range = flat_.data().narrow(0, bucket.begin, bucket.end - bucket.begin);
-    auto mine = range.narrow(0, comm_.rank() * bucket.part(), bucket.part());
+  for (size_t b = 0; b < flat_.buckets().size(); ++b) {
+    auto range = flat_.bucket_values(b);
+    auto mine = flat_.owned_values(b);
     works.push_back(
-        comm_.AllGatherAsync(mine.data_ptr(), range.data_ptr(), static_cast<size_t>(bucket.part()), CommDType(range)));
+        comm_.AllGatherAsync(mine.data_ptr(), range.data_ptr(), static_cast<size_t>(mine.numel()), CommDType(range)));
   }
   for (auto& w : works) w->Wait();
 }

@@ -18,26 +18,51 @@ StepEngine::StepEngine(Decoder decoder, Communicator& tensors, const StepEngineO
     named.emplace_back(p.key(), p.value());
     params.push_back(p.value());
   }
-  c10::optional<torch::ScalarType> reduce;
-  if (options.reduce_fp32) reduce = torch::kFloat;
-  flat_ = std::make_unique<FlatParameters>(named, tensors.size(), options.bucket_mb, reduce);
-  tensors.Broadcast(flat_->data().data_ptr(), static_cast<size_t>(flat_->data().nbytes()), DType::kUInt8, 0);
-  sync_ = std::make_unique<GradientSync>(*flat_, tensors, zero_, params);
-  optim_ = std::make_unique<AdamW>(*flat_, sync_->owned(), options.adamw);
+  FlatLayout layout;
+  layout.world = tensors.size();
+  layout.rank = tensors.rank();
+  layout.bucket_mb = options.bucket_mb;
+  layout.zero = options.zero;
+  if (options.reduce_fp32) layout.reduce_dtype = torch::kFloat;
+  flat_ = std::make_unique<FlatParameters>(named, layout);
+  // Every bucket is full-size here, at every stage (ZeRO 3 frees them below).
+  for (size_t b = 0; b < flat_->buckets().size(); ++b) {
+    auto values = flat_->bucket_values(b);
+    tensors.Broadcast(values.data_ptr(), static_cast<size_t>(values.nbytes()), DType::kUInt8, 0);
+  }
+  flat_->RefreshOwnedValues();
+  sync_ = std::make_unique<GradientSync>(*flat_, tensors, params);
+  optim_ = std::make_unique<AdamW>(*flat_, options.adamw);
+  if (flat_->shards_parameters()) {
+    gather_ = std::make_unique<ParameterGather>(*flat_, tensors, decoder_->config().num_layers);
+    gather_->ReleaseAll();
+    gather_->ResetPeak();
+    sync_->set_on_bucket_done([g = gather_.get()](size_t b) { g->OnBucketDone(b); });
+    decoder_->set_block_hooks(gather_.get());
+  }
+}
+
+// No collective here (a destructor may run on one rank only, on an error
+// path): under ZeRO 3 the model's trainable parameters stay released, so
+// call GatherAllParameters() first to keep using the model.
+StepEngine::~StepEngine() {
+  if (gather_) decoder_->set_block_hooks(nullptr);
 }
 
 void StepEngine::ForwardBackward(const std::vector<BatchTensors>& micro, double global_supervised, bool poison) {
   global_supervised_ = global_supervised;
   // The loss stays on the device: no micro-step waits for the host.
-  ce_sum_ = torch::zeros({}, flat_->data().options().dtype(torch::kDouble));
+  ce_sum_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(flat_->device()));
   for (size_t k = 0; k < micro.size(); ++k) {
+    if (gather_) gather_->BeginMicroStep();
     sync_->BeginBackward(k + 1 == micro.size());
     auto ce = SupervisedCrossEntropySum(decoder_, micro[k]);
     if (poison) ce = ce * std::numeric_limits<float>::quiet_NaN();
     ce_sum_ += ce.detach().to(torch::kDouble);
     (ce / global_supervised).backward();
+    sync_->Finish();
+    if (gather_) gather_->FinishMicroStep();
   }
-  sync_->Finish();
 }
 
 // The step's one host synchronisation: the loss sum and the squared gradient
@@ -45,7 +70,7 @@ void StepEngine::ForwardBackward(const std::vector<BatchTensors>& micro, double 
 StepResult StepEngine::Update(double lr, double grad_clip) {
   DFAR_CHECK(ce_sum_.defined(), "StepEngine::Update called without ForwardBackward");
   const bool sharded = zero_ > 0 && tensors_.size() > 1;
-  auto sq = GradSquaredNorm(*flat_, sync_->owned());
+  auto sq = GradSquaredNorm(*flat_);
   // [loss sum, sharded norm part] summed over ranks; an unsharded norm is
   // already global (every rank holds the full reduced gradient).
   auto reduced = torch::stack({ce_sum_, sharded ? sq : torch::zeros_like(sq)});
@@ -56,15 +81,44 @@ StepResult StepEngine::Update(double lr, double grad_clip) {
   r.loss = v[0] / global_supervised_;
   r.grad_norm = std::sqrt(sharded ? v[1] : v[2]);
   r.skipped = !std::isfinite(r.grad_norm) || !std::isfinite(r.loss);
-  ClipGradients(*flat_, sync_->owned(), r.grad_norm, grad_clip);
+  ClipGradients(*flat_, r.grad_norm, grad_clip);
   if (!r.skipped) {
     optim_->Step(lr);
     sync_->GatherParameters();
   }
-  flat_->main_grad().zero_();
-  if (flat_->separate_main_grad()) flat_->grad().zero_();
+  flat_->ZeroGradients();
   ce_sum_ = torch::Tensor();
   return r;
+}
+
+void StepEngine::GatherAllParameters() {
+  if (gather_) gather_->GatherAll();
+}
+
+void StepEngine::ReleaseAllParameters() {
+  if (gather_) gather_->ReleaseAll();
+}
+
+std::map<std::string, torch::Tensor> StepEngine::FullGradients() {
+  torch::Tensor full;
+  if (!flat_->shards_gradients()) {
+    full = flat_->main_grad().to(torch::kFloat).cpu();
+  } else {
+    full = torch::zeros({flat_->numel()}, torch::kFloat);
+    for (size_t b = 0; b < flat_->buckets().size(); ++b) {
+      const Bucket& bucket = flat_->buckets()[b];
+      auto mine = flat_->owned_grad(b).to(torch::kFloat).contiguous();
+      auto gathered = mine;
+      if (tensors_.size() > 1) {
+        gathered = torch::empty({bucket.end - bucket.begin}, mine.options());
+        tensors_.AllGather(mine.data_ptr(), gathered.data_ptr(), static_cast<size_t>(mine.numel()), DType::kFloat32);
+      }
+      full.narrow(0, bucket.begin, gathered.numel()).copy_(gathered);
+    }
+  }
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& e : flat_->entries()) out[e.name] = full.narrow(0, e.offset, e.numel).clone().view(e.shape);
+  return out;
 }
 
 TrainFlopCounter::TrainFlopCounter(Decoder& decoder) {
@@ -74,6 +128,10 @@ TrainFlopCounter::TrainFlopCounter(Decoder& decoder) {
                         name.rfind("embed.", 0) != 0;
     if (matmul) (p.value().requires_grad() ? trainable_ : frozen_) += static_cast<double>(p.value().numel());
   }
+  // NF4 base weights (QLoRA) hold their values outside the parameter.
+  for (const auto& m : decoder->modules(false))
+    if (const auto* proj = dynamic_cast<const ProjImpl*>(m.get()); proj != nullptr && proj->nf4)
+      frozen_ += static_cast<double>(proj->nf4->numel);
   if (decoder->config().tie_embeddings) {
     const auto& w = decoder->embed->weight;
     (w.requires_grad() ? trainable_ : frozen_) += static_cast<double>(w.numel());

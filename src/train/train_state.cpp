@@ -41,17 +41,33 @@ ChunkToWrite MakeChunk(const std::string& name, const FlatEntry& e, int64_t begi
   return c;
 }
 
-// Calls fn(entry, entry_begin, entry_end, compact_offset) for every piece of
-// an entry that lies inside an owned range.
+// One piece of an entry inside owned range `range`: [lo, hi) of the entry,
+// starting at `at` inside the range and `compact` in the compact state.
+struct OwnedPiece {
+  const FlatEntry* entry;
+  int64_t lo, hi;
+  size_t range;
+  int64_t at, compact;
+};
+
+// Calls fn(piece) for every piece of an entry that lies inside an owned range.
 template <typename Fn>
-void ForEachOwnedPiece(const FlatParameters& flat, const AdamW& optim, Fn fn) {
-  for (size_t i = 0; i < optim.owned().size(); ++i) {
-    const auto [b, e] = optim.owned()[i];
+void ForEachOwnedPiece(const FlatParameters& flat, Fn fn) {
+  for (size_t i = 0; i < flat.owned().size(); ++i) {
+    const auto [b, e] = flat.owned()[i];
     for (const auto& entry : flat.entries()) {
       const int64_t lo = std::max(b, entry.offset), hi = std::min(e, entry.offset + entry.numel);
-      if (lo < hi) fn(entry, lo - entry.offset, hi - entry.offset, optim.compact_offset(i) + (lo - b));
+      if (lo < hi)
+        fn(OwnedPiece{&entry, lo - entry.offset, hi - entry.offset, i, lo - b, flat.compact_offset(i) + (lo - b)});
     }
   }
+}
+
+// The fp32 master (bf16 training) or the parameters themselves of a piece.
+torch::Tensor PieceParams(FlatParameters& flat, AdamW& optim, const OwnedPiece& p) {
+  const int64_t n = p.hi - p.lo;
+  return optim.master().defined() ? optim.master().narrow(0, p.compact, n)
+                                  : flat.owned_values(p.range).narrow(0, p.at, n);
 }
 
 }  // namespace
@@ -59,16 +75,16 @@ void ForEachOwnedPiece(const FlatParameters& flat, const AdamW& optim, Fn fn) {
 std::vector<ChunkToWrite> CollectStateChunks(FlatParameters& flat, AdamW& optim, int zero, int rank, int world) {
   const std::vector<int> writer = zero == 0 ? AssignWriters(flat, world) : std::vector<int>();
   std::vector<ChunkToWrite> chunks;
-  ForEachOwnedPiece(flat, optim, [&](const FlatEntry& e, int64_t lo, int64_t hi, int64_t c) {
+  ForEachOwnedPiece(flat, [&](const OwnedPiece& p) {
+    const FlatEntry& e = *p.entry;
     if (zero == 0) {
       const size_t index = static_cast<size_t>(&e - flat.entries().data());
       if (writer[index] != rank) return;
     }
-    const int64_t n = hi - lo;
-    auto params = optim.master().defined() ? optim.master().narrow(0, c, n) : flat.data().narrow(0, e.offset + lo, n);
-    chunks.push_back(MakeChunk(kStateNames[0], e, lo, params));
-    chunks.push_back(MakeChunk(kStateNames[1], e, lo, optim.exp_avg().narrow(0, c, n)));
-    chunks.push_back(MakeChunk(kStateNames[2], e, lo, optim.exp_avg_sq().narrow(0, c, n)));
+    const int64_t n = p.hi - p.lo;
+    chunks.push_back(MakeChunk(kStateNames[0], e, p.lo, PieceParams(flat, optim, p)));
+    chunks.push_back(MakeChunk(kStateNames[1], e, p.lo, optim.exp_avg().narrow(0, p.compact, n)));
+    chunks.push_back(MakeChunk(kStateNames[2], e, p.lo, optim.exp_avg_sq().narrow(0, p.compact, n)));
   });
   return chunks;
 }
@@ -96,14 +112,20 @@ void ReadInto(const CheckpointReader& reader, const std::string& name, const Fla
 
 void RestoreState(const CheckpointReader& reader, FlatParameters& flat, AdamW& optim) {
   torch::NoGradGuard no_grad;
-  for (const auto& e : flat.entries())
-    ReadInto(reader, std::string(kStateNames[0]) + e.name, e, 0, e.numel, flat.data().narrow(0, e.offset, e.numel));
-  ForEachOwnedPiece(flat, optim, [&](const FlatEntry& e, int64_t lo, int64_t hi, int64_t c) {
-    const int64_t n = hi - lo;
+  // ZeRO 0-2 hold every parameter; ZeRO 3 only its owned parts.
+  if (!flat.shards_parameters())
+    for (const auto& e : flat.entries())
+      ReadInto(reader, std::string(kStateNames[0]) + e.name, e, 0, e.numel, flat.data().narrow(0, e.offset, e.numel));
+  ForEachOwnedPiece(flat, [&](const OwnedPiece& p) {
+    const FlatEntry& e = *p.entry;
+    const int64_t n = p.hi - p.lo;
+    if (flat.shards_parameters())
+      ReadInto(reader, std::string(kStateNames[0]) + e.name, e, p.lo, p.hi,
+               flat.owned_values(p.range).narrow(0, p.at, n));
     if (optim.master().defined())
-      ReadInto(reader, std::string(kStateNames[0]) + e.name, e, lo, hi, optim.master().narrow(0, c, n));
-    ReadInto(reader, std::string(kStateNames[1]) + e.name, e, lo, hi, optim.exp_avg().narrow(0, c, n));
-    ReadInto(reader, std::string(kStateNames[2]) + e.name, e, lo, hi, optim.exp_avg_sq().narrow(0, c, n));
+      ReadInto(reader, std::string(kStateNames[0]) + e.name, e, p.lo, p.hi, optim.master().narrow(0, p.compact, n));
+    ReadInto(reader, std::string(kStateNames[1]) + e.name, e, p.lo, p.hi, optim.exp_avg().narrow(0, p.compact, n));
+    ReadInto(reader, std::string(kStateNames[2]) + e.name, e, p.lo, p.hi, optim.exp_avg_sq().narrow(0, p.compact, n));
   });
 }
 

@@ -5,7 +5,7 @@
 //   param/<dfar name>            trainable parameter values (fp32)
 //   optim.exp_avg/<dfar name>    AdamW first moment
 //   optim.exp_avg_sq/<dfar name> AdamW second moment
-// With ZeRO 1/2 each rank writes the slices it owns; with ZeRO 0 each
+// With ZeRO 1-3 each rank writes the slices it owns; with ZeRO 0 each
 // parameter (and its state) is written by one rank, spread by size.
 #pragma once
 

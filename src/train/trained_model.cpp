@@ -81,6 +81,8 @@ PretrainedModel LoadTrainedModel(const std::string& checkpoint_dir, Config* conf
     ++loaded;
   }
   DFAR_CHECK(loaded > 0, checkpoint_dir, ": holds no parameters of this model");
+  // The adapters were trained beside an NF4 base: evaluate them with it.
+  if (config.model.quant == "nf4") model.decoder->QuantizeBaseNf4();
   if (config_out != nullptr) *config_out = config;
   return model;
 }

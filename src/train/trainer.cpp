@@ -128,6 +128,14 @@ void Trainer::BuildModel() {
   d->set_activation_checkpointing(config_.model.activation_checkpointing);
   d->set_attention_kernel(config_.model.attention == "math" ? AttentionKernel::kMath : AttentionKernel::kSdpa);
   d->to(device_, setup_.dtype());
+  if (config_.model.quant == "nf4") {
+    const auto q = d->QuantizeBaseNf4();
+    LogInfo(
+        "NF4 base: {} projection weights, {} parameters in {:.1f} MB ({:.3f} bits per parameter, constants "
+        "included), {:.1f} MB before",
+        q.weights, q.params, q.bytes / 1e6, 8.0 * static_cast<double>(q.bytes) / static_cast<double>(q.params),
+        q.dense_bytes / 1e6);
+  }
   d->train();
 }
 
@@ -176,14 +184,6 @@ std::vector<std::vector<int64_t>> SplitMicroBatches(const std::vector<int64_t>& 
   return out;
 }
 
-// fp32 copies of the flat gradients, by parameter name.
-std::map<std::string, torch::Tensor> NamedGradients(FlatParameters& flat) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& e : flat.entries())
-    out[e.name] = flat.main_grad().narrow(0, e.offset, e.numel).to(torch::kFloat).cpu().clone().view(e.shape);
-  return out;
-}
-
 void Trainer::TrainStep(int64_t step, double* tokens) {
   // 1. This step's micro-batches and their global supervised-token count.
   // The sampler deals global batches of world x micro_batch x grad_accum
@@ -209,13 +209,16 @@ void Trainer::TrainStep(int64_t step, double* tokens) {
   *tokens = counts[1];
   // 2. Forward/backward; the last micro-step's backward overlaps the collectives.
   engine_->ForwardBackward(micro, counts[0], CurrentFaults().PoisonStep(step));
-  if (options_.observe_gradients) options_.observe_gradients(step, NamedGradients(engine_->flat()));
+  if (options_.observe_gradients) options_.observe_gradients(step, engine_->FullGradients());
 }
 
 double Trainer::ValidationLoss() {
   if (data_.val.empty()) return std::nan("");
   torch::NoGradGuard no_grad;
   model_.decoder->eval();
+  // Ranks run different numbers of batches here: ZeRO 3 holds every
+  // parameter for the pass instead of gathering per block.
+  engine_->GatherAllParameters();
   const Range r = EvalShard(static_cast<int64_t>(data_.val.size()), comm_.rank(), comm_.size());
   double sums[2] = {0, 0};
   auto ce_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));  // Stays on the device.
@@ -228,6 +231,7 @@ double Trainer::ValidationLoss() {
     sums[1] += static_cast<double>(b.supervised_tokens);
   }
   sums[0] = ce_sum.item<double>();  // One synchronisation for the whole pass.
+  engine_->ReleaseAllParameters();
   comm_.AllReduce(sums, 2, DType::kFloat64, ReduceOp::kSum);
   model_.decoder->train();
   return sums[0] / std::max(1.0, sums[1]);

@@ -21,7 +21,8 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 names = [s["name"] for s in d["steps"]]
 want = ["versions", "nccl", "cuda-path", "bf16-fp32", "eval", "ckpt"] + ["train-%s-z%d-%s" % (m, z, p)
-        for m in ("lora", "full") for z in (0, 2) for p in ("unpacked", "packed")]
+        for m in ("lora", "full") for z in (0, 2) for p in ("unpacked", "packed")] + [
+        "train-full-z3-unpacked", "train-qlora-z0-unpacked"]
 missing = [w for w in want if w not in names]
 assert not missing, "missing checks: %s (have %s)" % (missing, names)
 assert d["mode"] == "dry-run"

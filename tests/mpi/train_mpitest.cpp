@@ -1,6 +1,6 @@
 // The distributed-training invariants, under mpirun -np 2 (OMP_NUM_THREADS=1):
-// N ranks x batch B == 1 rank x batch N*B, accumulation, ZeRO, bucket size and
-// the global gradient norm, on CPU in fp32.
+// N ranks x batch B == 1 rank x batch N*B, accumulation, bucket size and
+// the global gradient norm, on CPU in fp32 (ZeRO stages: zero_mpitest.cpp).
 //
 // What is compared, and why these tolerances hold on every x86-64 CPU
 // (AVX2 and AVX-512 kernels round differently, and a test tuned on one
@@ -59,55 +59,12 @@
 #include "dfar/train/trained_model.h"
 #include "dfar/train/trainer.h"
 #include "mpi_test_main.h"
+#include "train_run.h"
 
 namespace dfar {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A run dir every rank agrees on (rank 0's pid), unique per test.
-std::string SharedRunDir(Communicator& comm, const std::string& name) {
-  const auto pids = comm.AllGatherBytes(std::to_string(getpid()));
-  return (fs::path(::testing::TempDir()) / ("dfar-train-" + pids[0] + "-" + name)).string();
-}
-
-Config TinyConfig(const std::string& dir, std::vector<std::string> overrides) {
-  overrides.insert(overrides.begin(),
-                   {"run.dir=" + dir, "train.max_steps=3", "train.warmup_ratio=0", "train.eval_every=0", "ckpt.every=0",
-                    "lora.enabled=false", "train.lr=0.003", "data.limit=96", "run.log_level=warn"});
-  return LoadConfig(std::string(DFAR_SOURCE_DIR) + "/configs/tiny-lora-lr.yaml", overrides);
-}
-
-struct RunResult {
-  TrainSummary summary;
-  std::map<std::string, torch::Tensor> params;
-  std::map<std::string, torch::Tensor> first_grads;  // Reduced gradients of step 1.
-  double first_loss = 0;
-};
-
-std::vector<double> MetricLosses(const std::string& run_dir);
-
-RunResult Train(const Config& config, Communicator& comm) {
-  TrainOptions options;
-  options.overwrite = true;
-  options.watchdog = false;  // One communicator trains many times in this test.
-  RunResult r;
-  options.observe_gradients = [&r](int64_t step, const std::map<std::string, torch::Tensor>& grads) {
-    if (step == 0) r.first_grads = grads;
-  };
-  r.summary = RunTraining(config, options, comm);
-  if (comm.rank() == 0) r.first_loss = MetricLosses(config.run.dir).at(0);
-  comm.Broadcast(&r.first_loss, 1, DType::kFloat64, 0);
-  auto model = LoadTrainedModel(r.summary.last_checkpoint, nullptr);
-  for (const auto& p : model.decoder->named_parameters()) r.params[p.key()] = p.value().detach().clone();
-  return r;
-}
-
-double MaxDiff(const RunResult& a, const RunResult& b) {
-  double worst = 0;
-  for (const auto& [name, t] : a.params) worst = std::max(worst, (t - b.params.at(name)).abs().max().item<double>());
-  return worst;
-}
 
 using Tensors = std::map<std::string, torch::Tensor>;
 
@@ -183,18 +140,6 @@ TEST(TrainMpiTest, AccumulationEqualsOneBatchOfTwiceTheSize) {
   ExpectSameTraining(accum, one, InitialParams("accum", b, comm), "grad_accum 2");
 }
 
-TEST(TrainMpiTest, ZeroStagesEqualPlainDataParallel) {
-  Communicator& comm = *testing::GlobalComm();
-  const RunResult plain = Train(TinyConfig(SharedRunDir(comm, "z0"), {"lora.enabled=true", "dist.zero=0"}), comm);
-  for (int z : {1, 2}) {
-    const RunResult zero = Train(TinyConfig(SharedRunDir(comm, "z" + std::to_string(z)),
-                                            {"lora.enabled=true", "dist.zero=" + std::to_string(z)}),
-                                 comm);
-    // AdamW kept: the runs differ only by a common gradient scale (see the top).
-    EXPECT_LE(MaxDiff(plain, zero), 1e-5) << "ZeRO " << z;
-  }
-}
-
 TEST(TrainMpiTest, TinyBucketsEqualOneBucket) {
   Communicator& comm = *testing::GlobalComm();
   const RunResult many = Train(TinyConfig(SharedRunDir(comm, "tiny-buckets"), {"dist.bucket_mb=0.01"}), comm);
@@ -257,16 +202,6 @@ TEST(TrainMpiTest, ConsecutiveNonFiniteStepsAbortOnEveryRank) {
   } catch (const Error& e) {
     EXPECT_NE(e.message().find("3 consecutive steps had a non-finite loss"), std::string::npos) << e.message();
   }
-}
-
-std::vector<double> MetricLosses(const std::string& run_dir) {
-  std::vector<double> losses;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    const auto loss = nlohmann::json::parse(line)["loss"];  // null for a skipped, non-finite step.
-    losses.push_back(loss.is_null() ? std::nan("") : loss.get<double>());
-  }
-  return losses;
 }
 
 // Turns a finished run dir into the state of a run stopped after `step`.

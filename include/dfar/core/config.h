@@ -105,6 +105,9 @@ struct ModelSection {
   // means fp32 (TF32 keeps 10 mantissa bits), as in PyTorch since 1.12; bf16
   // compute, the CUDA default, is not affected.
   bool allow_tf32 = false;
+  // none | nf4: QLoRA, the frozen base's block projections stored as 4-bit
+  // NormalFloat and dequantised per matmul (model/nf4_linear.h). Needs LoRA.
+  std::string quant = "none";
 };
 
 // LoRA adapters. The paper: r=64, alpha=16, dropout 0.1 on all projections.

@@ -98,4 +98,14 @@ inline int64_t CudaAllocatorPeakBytes(int device) {
 #endif
 }
 
+// Gives t's storage `bytes` of fresh, uninitialised memory from its own
+// allocator (0: frees it), keeping the StorageImpl, so every tensor viewing
+// it (parameters, autograd's saved references) sees the new memory. What
+// FSDP does with untyped_storage().resize_(); the same calls in 1.13 and 2.x.
+inline void ResizeStorageBytes(const at::Tensor& t, size_t bytes) {
+  c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
+  storage->set_data_ptr_noswap(storage->allocator()->allocate(bytes));
+  storage->set_nbytes(bytes);
+}
+
 }  // namespace dfar::compat

@@ -16,8 +16,10 @@
 
 #include <torch/torch.h>
 
+#include <memory>
 #include <vector>
 
+#include "dfar/model/nf4_linear.h"
 #include "dfar/weights/model_config.h"
 
 namespace dfar {
@@ -47,8 +49,13 @@ class ProjImpl : public torch::nn::Module {
   void MergeLora();
   // W -= scale * B A (undo MergeLora).
   void UnmergeLora();
+  // QLoRA: stores the frozen weight as NF4 (nf4_linear.h), dequantised per
+  // matmul, and frees the dense one (weight becomes a 0-element tensor).
+  // MergeLora then writes dequantised W + scale * B A back as a dense weight.
+  void QuantizeNf4();
 
   torch::Tensor weight, bias, lora_a, lora_b;
+  std::shared_ptr<Nf4Weight> nf4;  // Set by QuantizeNf4.
   double lora_scale = 0.0;
   double lora_dropout = 0.0;
   bool merged = false;
@@ -123,6 +130,18 @@ struct DecoderInputs {
 
 enum class AttentionKernel { kSdpa, kMath };
 
+// Called around each block's forward and before its backward, so that
+// parameters can live elsewhere between uses (ZeRO 3: ParameterGather in
+// src/train). BeforeBackward runs on autograd's thread, before any of the
+// block's backward (and before an activation-checkpointing recompute).
+class BlockHooks {
+ public:
+  virtual ~BlockHooks() = default;
+  virtual void BeforeForward(int64_t layer) = 0;
+  virtual void AfterForward(int64_t layer) = 0;
+  virtual void BeforeBackward(int64_t layer) = 0;
+};
+
 class DecoderImpl : public torch::nn::Module {
  public:
   explicit DecoderImpl(const ModelConfig& config, const ParameterPlacement& place = {});
@@ -141,10 +160,21 @@ class DecoderImpl : public torch::nn::Module {
   void EnableLora(const std::vector<std::string>& targets, int64_t rank, double alpha, double dropout);
   void MergeLora();
   void UnmergeLora();
+  // QLoRA: every frozen projection of every block (q k v o gate up down)
+  // becomes NF4; the embedding, final norm and LM head stay as they are (as
+  // in QLoRA). Call after EnableLora and after moving the model to its
+  // device and dtype.
+  struct QuantizedBase {
+    int64_t weights = 0, params = 0, bytes = 0;  // bytes: NF4 storage, constants included.
+    int64_t dense_bytes = 0;                     // What the same weights took before.
+  };
+  QuantizedBase QuantizeBaseNf4();
 
   const ModelConfig& config() const { return config_; }
   void set_attention_kernel(AttentionKernel k) { kernel_ = k; }
   void set_activation_checkpointing(bool on) { checkpointing_ = on; }
+  // Not owned; must outlive every forward and backward (nullptr: none).
+  void set_block_hooks(BlockHooks* hooks) { hooks_ = hooks; }
 
   torch::nn::Embedding embed{nullptr};
   torch::nn::ModuleList layers;
@@ -153,6 +183,7 @@ class DecoderImpl : public torch::nn::Module {
 
  private:
   torch::Tensor RunBlock(int64_t i, const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache);
+  torch::Tensor CallBlock(int64_t i, const torch::Tensor& x, const AttentionContext& ctx, KvCache* cache);
   const torch::Tensor& InvFreqOn(const torch::Device& device);
 
   ModelConfig config_;
@@ -163,6 +194,7 @@ class DecoderImpl : public torch::nn::Module {
   torch::Tensor inv_freq_;
   AttentionKernel kernel_ = AttentionKernel::kSdpa;
   bool checkpointing_ = false;
+  BlockHooks* hooks_ = nullptr;
 };
 TORCH_MODULE(Decoder);
 

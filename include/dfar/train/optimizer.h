@@ -3,9 +3,11 @@
 // Matches torch.optim.AdamW (decoupled decay p *= 1 - lr*wd, bias-corrected
 // moments, eps added after the square root) so runs compare with PyTorch.
 // State (moments, and fp32 master weights when parameters are bf16) exists
-// only for this rank's owned ranges: with ZeRO 1/2 that is 1/world of it.
+// only for this rank's owned ranges (FlatParameters::owned): with ZeRO >= 1
+// that is 1/world of it.
 // Weight decay is a flag per parameter piece (FlatParameters::PiecesIn), not
-// a full-size mask. Gradients are read from flat.main_grad().
+// a full-size mask. Parameters and gradients are the owned ranges'
+// (FlatParameters::owned_values, owned_grad), whatever the ZeRO stage.
 // Kernels: on CUDA (libtorch >= 2.0) torch's own _fused_adamw_, the kernel
 // of torch.optim.AdamW(fused=True), one launch per decay class; bf16
 // gradients are staged to fp32 in pieces of at most 16M elements. On CPU a
@@ -41,9 +43,9 @@ struct AdamWOptions {
 
 class AdamW {
  public:
-  AdamW(FlatParameters& flat, std::vector<std::pair<int64_t, int64_t>> owned, AdamWOptions options);
+  AdamW(FlatParameters& flat, AdamWOptions options);
 
-  // One update of the owned ranges with gradients from flat.grad().
+  // One update of the owned ranges with their gradients.
   void Step(double lr);
   int64_t steps() const { return steps_; }
   void set_steps(int64_t s) { steps_ = s; }
@@ -53,19 +55,20 @@ class AdamW {
   torch::Tensor& exp_avg_sq() { return exp_avg_sq_; }
   // fp32 master weights; undefined when the parameters are fp32 themselves.
   torch::Tensor& master() { return master_; }
-  const std::vector<std::pair<int64_t, int64_t>>& owned() const { return owned_; }
+  const std::vector<std::pair<int64_t, int64_t>>& owned() const { return flat_.owned(); }
   // Offset of owned range i inside the compact state.
-  int64_t compact_offset(size_t i) const { return compact_offsets_[i]; }
+  int64_t compact_offset(size_t i) const { return flat_.compact_offset(i); }
   // Copies master weights (if any) back into the compute-dtype parameters.
   void SyncMasterToParams();
   // Bytes of optimizer state held by this rank.
   int64_t state_bytes() const;
 
  private:
-  // One parameter piece inside an owned range: flat offset, offset in the
-  // compact state, length, and whether weight decay applies.
+  // One parameter piece inside an owned range: the range, the offset in it,
+  // the offset in the compact state, length, and whether weight decay applies.
   struct Segment {
-    int64_t flat = 0, compact = 0, n = 0;
+    size_t range = 0;
+    int64_t at = 0, compact = 0, n = 0;
     bool decay = true;
   };
   enum class Kernel { kCpuFused, kTorchFused, kTensorOps };
@@ -74,12 +77,11 @@ class AdamW {
   void CpuFusedStep(double lr);
   void TorchFusedStep(double lr);
   void TensorOpsStep(double lr);
-  torch::Tensor Param(const Segment& s);  // Master or fp32 parameters of s.
-  torch::Tensor Grad(const Segment& s);   // main_grad of s.
+  torch::Tensor Param(const Segment& s);   // Master or fp32 parameters of s.
+  torch::Tensor Values(const Segment& s);  // Parameters of s in their own dtype.
+  torch::Tensor Grad(const Segment& s);    // Gradient of s.
 
   FlatParameters& flat_;
-  std::vector<std::pair<int64_t, int64_t>> owned_;
-  std::vector<int64_t> compact_offsets_;
   std::vector<Segment> segments_;
   AdamWOptions options_;
   torch::Tensor exp_avg_, exp_avg_sq_, master_;
@@ -87,12 +89,11 @@ class AdamW {
   int64_t steps_ = 0;
 };
 
-// Squared L2 norm of main_grad over the owned ranges, as a device fp64
-// scalar: one stacked reduction, no host synchronisation.
-torch::Tensor GradSquaredNorm(FlatParameters& flat, const std::vector<std::pair<int64_t, int64_t>>& owned);
-// Scales the owned ranges of main_grad so that a global norm `norm` becomes
-// max_norm (no-op when max_norm is 0, the norm is within it, or non-finite).
-void ClipGradients(FlatParameters& flat, const std::vector<std::pair<int64_t, int64_t>>& owned, double norm,
-                   double max_norm);
+// Squared L2 norm of the owned gradients, as a device fp64 scalar: one
+// stacked reduction, no host synchronisation.
+torch::Tensor GradSquaredNorm(FlatParameters& flat);
+// Scales the owned gradients so that a global norm `norm` becomes max_norm
+// (no-op when max_norm is 0, the norm is within it, or non-finite).
+void ClipGradients(FlatParameters& flat, double norm, double max_norm);
 
 }  // namespace dfar

@@ -3,8 +3,9 @@
 //
 // Owns, for a model whose trainable parameters are already in place (LoRA
 // enabled, device and dtype set): FlatParameters over the trainable
-// parameters, GradientSync (ZeRO 0/1/2) and AdamW. Construction broadcasts
-// rank 0's trainable values so every rank starts equal, as DDP does.
+// parameters, GradientSync (ZeRO 0-3), ParameterGather (ZeRO 3: installed
+// as the decoder's block hooks) and AdamW. Construction broadcasts rank 0's
+// trainable values so every rank starts equal, as DDP does.
 // A step is ForwardBackward (micro-batches; the caller supplies the GLOBAL
 // supervised-token count, see loss.h) followed by Update (clip, skip a
 // non-finite step on every rank, AdamW, ZeRO gather, zero the gradients).
@@ -14,7 +15,9 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dfar/comm/communicator.h"
@@ -23,11 +26,12 @@
 #include "dfar/train/grad_sync.h"
 #include "dfar/train/loss.h"
 #include "dfar/train/optimizer.h"
+#include "dfar/train/param_gather.h"
 
 namespace dfar {
 
 struct StepEngineOptions {
-  int zero = 0;           // ZeRO stage 0, 1 or 2.
+  int zero = 0;           // ZeRO stage 0-3 (flat_params.h).
   double bucket_mb = 32;  // Gradient bucket size.
   // dist.reduce_dtype fp32: with bf16 parameters, accumulate gradients over
   // micro-steps and reduce them over ranks in fp32 (flat_params.h).
@@ -46,6 +50,7 @@ class StepEngine {
   // `tensors` reduces gradients, parameters and the step's loss and norm, on
   // the parameters' device (NCCL for CUDA parameters).
   StepEngine(Decoder decoder, Communicator& tensors, const StepEngineOptions& options);
+  ~StepEngine();
 
   // Forward and backward of each micro-batch with loss = CE sum /
   // global_supervised; the last one's backward overlaps the gradient
@@ -59,7 +64,18 @@ class StepEngine {
 
   FlatParameters& flat() { return *flat_; }
   AdamW& optimizer() { return *optim_; }
+  GradientSync& sync() { return *sync_; }
+  ParameterGather* gather() { return gather_.get(); }  // ZeRO 3 only.
   int64_t trainable() const { return flat_->logical_numel(); }
+
+  // ZeRO 3: every parameter gathered between these calls (forward passes
+  // that ranks run different numbers of, such as validation on uneven
+  // shards). No-ops for ZeRO 0-2.
+  void GatherAllParameters();
+  void ReleaseAllParameters();
+  // The step's reduced gradients by parameter name, fp32 on the host (tests:
+  // TrainOptions::observe_gradients). ZeRO 2/3 all-gather the owned parts.
+  std::map<std::string, torch::Tensor> FullGradients();
 
  private:
   Decoder decoder_;
@@ -68,7 +84,8 @@ class StepEngine {
   torch::Tensor ce_sum_;  // Device fp64: this rank's CE sum of the step so far.
   double global_supervised_ = 1;
   std::unique_ptr<FlatParameters> flat_;
-  std::unique_ptr<GradientSync> sync_;  // Declared after flat_: destroyed first.
+  std::unique_ptr<ParameterGather> gather_;  // Declared after flat_: destroyed first.
+  std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<AdamW> optim_;
 };
 

@@ -4,7 +4,10 @@
 // config from the index, the base model from config.model.path (checked
 // against the recorded size and CRC32C), LoRA adapters enabled as configured,
 // and every saved parameter, read whole (so any world size can load a
-// checkpoint written by any other).
+// checkpoint written by any other). A run trained with model.quant=nf4 gets
+// its base quantised the same way (QLoRA), so evaluation sees the weights
+// the adapters were trained with; exporting merges the adapters into the
+// dequantised base.
 // Failure: dfar::Error naming the checkpoint, tensor and shapes.
 #pragma once
 
