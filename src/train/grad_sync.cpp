@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include "comm_dtype.h"
 #include "dfar/comm/watchdog.h"
 #include "dfar/core/error.h"
 
@@ -11,19 +12,7 @@ namespace dfar {
 namespace {
 
 DType CommDType(const torch::Tensor& t) {
-  switch (t.scalar_type()) {
-    case torch::kFloat:
-      return DType::kFloat32;
-    case torch::kDouble:
-      return DType::kFloat64;
-    case torch::kBFloat16:
-      return DType::kBFloat16;
-    case torch::kHalf:
-      return DType::kFloat16;
-    default:
-      break;
-  }
-  DFAR_THROW("gradients of dtype ", t.scalar_type(), " cannot be synchronised");
+  return CommDTypeOf(t.scalar_type(), "gradients");
 }
 
 // Runs after AccumulateGrad wrote a parameter's gradient into the flat buffer.

@@ -2,30 +2,12 @@
 
 #include <chrono>
 
+#include "comm_dtype.h"
 #include "dfar/comm/watchdog.h"
 #include "dfar/core/error.h"
 #include "dfar/core/torch_compat.h"
 
 namespace dfar {
-namespace {
-
-DType CommDTypeOf(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat:
-      return DType::kFloat32;
-    case torch::kBFloat16:
-      return DType::kBFloat16;
-    case torch::kHalf:
-      return DType::kFloat16;
-    case torch::kDouble:
-      return DType::kFloat64;
-    default:
-      break;
-  }
-  DFAR_THROW("parameters of dtype ", t, " cannot be gathered");
-}
-
-}  // namespace
 
 ParameterGather::ParameterGather(FlatParameters& flat, Communicator& comm, int64_t num_layers)
     : flat_(flat), comm_(comm) {
@@ -69,7 +51,7 @@ void ParameterGather::Launch(size_t b) {
   }
   CollectiveSite site("zero-3 parameter gather");
   works_[b] = comm_.AllGatherAsync(mine.data_ptr(), values.data_ptr(), static_cast<size_t>(mine.numel()),
-                                   CommDTypeOf(flat_.dtype()));
+                                   CommDTypeOf(flat_.dtype(), "parameters"));
 }
 
 void ParameterGather::WaitFor(size_t b) {

@@ -1,6 +1,6 @@
-// Model helpers that the decoder tests and the CUDA path tests share: a
-// small long-context decoder, the causal LM loss over a batch, and a
-// relative error.
+// Model helpers that the decoder, training and CUDA path tests share: a
+// small long-context decoder, the causal LM loss over a batch, a labelled
+// training batch, and a relative error.
 #pragma once
 
 #include <torch/torch.h>
@@ -9,8 +9,29 @@
 #include <vector>
 
 #include "dfar/model/decoder.h"
+#include "dfar/train/loss.h"
 
 namespace dfar::testing {
+
+// A training batch of ids [B, T] and labels [B, T] (-100: not supervised),
+// with the supervised flat positions and their targets that the loss reads.
+inline BatchTensors LabelledBatch(torch::Tensor ids, torch::Tensor labels) {
+  BatchTensors b;
+  b.input_ids = std::move(ids);
+  b.labels = std::move(labels);
+  const auto flat = b.labels.reshape({-1});
+  b.supervised_rows = flat.ne(-100).nonzero().squeeze(1);
+  b.targets = flat.index_select(0, b.supervised_rows);
+  return b;
+}
+
+// Next-token labels on every position but the last of each row.
+inline BatchTensors NextTokenBatch(const torch::Tensor& ids) {
+  auto labels = torch::full(ids.sizes(), -100, torch::kLong);
+  const int64_t t = ids.size(1);
+  labels.narrow(1, 0, t - 1).copy_(ids.narrow(1, 1, t - 1));
+  return LabelledBatch(ids, labels);
+}
 
 // A 2-layer GQA model (4 heads, 2 KV heads) with a 1024-token context,
 // weights N(0, 0.08) and q/k projections N(0, 0.5), so that attention is

@@ -16,6 +16,7 @@
 #include "dfar/train/loss.h"
 #include "dfar/train/step_engine.h"
 #include "dfar/weights/nf4.h"
+#include "helpers/model_util.h"
 
 namespace dfar {
 namespace {
@@ -107,16 +108,8 @@ BatchTensors StatementBatch(const Tokenizer& tok) {
   const auto ids32 = tok.Encode(
       "Statement: I returned the extra change the cashier gave me by mistake. Label: ethical. Reason: keeping "
       "money that was handed over by mistake would be taking what is not yours, and returning it is honest.");
-  std::vector<int64_t> ids(ids32.begin(), ids32.end());
-  const int64_t n = static_cast<int64_t>(ids.size());
-  BatchTensors b;
-  b.input_ids = torch::tensor(ids, torch::kLong).unsqueeze(0);
-  b.labels = torch::full({1, n}, -100, torch::kLong);
-  b.labels.narrow(1, 0, n - 1).copy_(b.input_ids.narrow(1, 1, n - 1));
-  const auto flat = b.labels.reshape({-1});
-  b.supervised_rows = flat.ne(-100).nonzero().squeeze(1);
-  b.targets = flat.index_select(0, b.supervised_rows);
-  return b;
+  const std::vector<int64_t> ids(ids32.begin(), ids32.end());
+  return testing::NextTokenBatch(torch::tensor(ids, torch::kLong).unsqueeze(0));
 }
 
 // QLoRA on SmolLM2-135M (fp32 compute, so that it runs at speed on AVX2

@@ -30,6 +30,7 @@
 
 #include "dfar/model/pretrained.h"
 #include "dfar/train/step_engine.h"
+#include "helpers/model_util.h"
 #include "mpi_test_main.h"
 #include "train_run.h"
 
@@ -87,13 +88,7 @@ TEST(ZeroMpiTest, ShardedStagesKeepTheirShareOfBytes) {
     o.zero = zero;
     o.bucket_mb = 0.05;
     StepEngine engine(model.decoder, comm, o);
-    BatchTensors batch;
-    batch.input_ids = torch::arange(48, torch::kLong).remainder(64).reshape({2, 24});
-    batch.labels = torch::full({2, 24}, -100, torch::kLong);
-    batch.labels.slice(1, 0, 23).copy_(batch.input_ids.slice(1, 1, 24));
-    const auto flat_labels = batch.labels.reshape({-1});
-    batch.supervised_rows = flat_labels.ne(-100).nonzero().squeeze(1);
-    batch.targets = flat_labels.index_select(0, batch.supervised_rows);
+    const BatchTensors batch = testing::NextTokenBatch(torch::arange(48, torch::kLong).remainder(64).reshape({2, 24}));
     engine.ForwardBackward({batch}, static_cast<double>(batch.targets.numel()));
     engine.Update(1e-3, 1.0);
     FlatParameters& flat = engine.flat();

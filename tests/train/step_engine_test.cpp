@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dfar/core/torch_compat.h"
+#include "helpers/model_util.h"
 
 namespace dfar {
 namespace {
@@ -69,14 +70,10 @@ TEST(TrainFlopsTest, LoraCountsFourPerFrozenWeightAndSixPerAdapterWeight) {
 }
 
 BatchTensors FixedBatch() {
-  BatchTensors b;
-  b.input_ids = torch::arange(24, torch::kLong).remainder(64).reshape({2, 12});
-  b.labels = torch::full({2, 12}, -100, torch::kLong);
-  b.labels.slice(1, 6, 11).copy_(b.input_ids.slice(1, 7, 12));
-  const auto flat = b.labels.reshape({-1});
-  b.supervised_rows = flat.ne(-100).nonzero().squeeze(1);
-  b.targets = flat.index_select(0, b.supervised_rows);
-  return b;
+  auto ids = torch::arange(24, torch::kLong).remainder(64).reshape({2, 12});
+  auto labels = torch::full({2, 12}, -100, torch::kLong);
+  labels.slice(1, 6, 11).copy_(ids.slice(1, 7, 12));
+  return testing::LabelledBatch(ids, labels);
 }
 
 TEST(StepEngineTest, LossFallsOnARepeatedBatchAndGradientsEndZeroed) {
