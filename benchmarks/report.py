@@ -57,11 +57,35 @@ def meta_line(data):
     return "`" + "; ".join("%s=%s" % (k, m[k]) for k in keys if k in m) + "`"
 
 
+def row_groups(rows):
+    """Consecutive rows with the same keys: a benchmark that printed two tables (gradsync: per bucket size,
+    then the overlap case) gets two."""
+    groups = []
+    for r in rows:
+        if groups and set(groups[-1][-1]) == set(r):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
+def table_columns(rows, declared):
+    """The declared column order for the keys these rows have, then their other keys, `correct` last."""
+    keys = list(rows[0].keys())
+    declared = [c for c in (declared or []) if c != "correct"]
+    if not all(c in keys for c in declared):
+        declared = []  # Columns of another table of the same benchmark: the rows' own order.
+    order = [c for c in declared if c in keys]
+    order += [k for k in keys if k not in order and k != "correct"]
+    return order + (["correct"] if "correct" in keys else [])
+
+
 def section(data, title, text=""):
     if data is None:
         return "## %s\n\n_not run: its results file is missing._\n\n" % title
     s = "## %s\n\n%s\n\n%s\n\n" % (title, text, meta_line(data))
-    s += md_table(data["rows"], data.get("columns")) + "\n"
+    for rows in row_groups(data["rows"]):
+        s += md_table(rows, table_columns(rows, data.get("columns"))) + "\n"
     for n in data.get("notes", []):
         s += "- %s\n" % n
     return s + "\n"
