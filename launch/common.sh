@@ -365,7 +365,8 @@ dfar__forward() {
 # PreemptParameters=send_user_signal) that the ranks answered by checkpointing
 # and exiting 0, requeue this job (at most MAX_RESTARTS times, default 20):
 # the next attempt finds checkpoints/latest and adds --resume. SIGUSR1 (from
-# `scancel --batch --signal=USR1 JOB`) checkpoints and ends without requeue.
+# `scancel --batch --signal=USR1 JOB`) checkpoints and ends without requeue,
+# and so does a plain `scancel JOB` (its SIGTERM finds the job no longer RUNNING).
 # Exits with RC otherwise.
 dfar_slurm_finish() {
   local rc=$1 restarts=${SLURM_RESTART_COUNT:-0}
@@ -380,6 +381,14 @@ dfar_slurm_finish() {
   if [ "$restarts" -ge "${MAX_RESTARTS:-20}" ]; then
     dfar_note "checkpointed, but this job was already requeued $restarts time(s) (MAX_RESTARTS); resubmit to continue"
     exit 1
+  fi
+  # A plain `scancel JOB` also sends the batch shell SIGTERM: the job is then
+  # no longer RUNNING (COMPLETING/CANCELLED), and a cancelled job stays cancelled.
+  local state
+  state=$(scontrol show job "${SLURM_JOB_ID:?}" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -1)
+  if [ -n "$state" ] && [ "$state" != RUNNING ]; then
+    dfar_note "checkpointed; job ${SLURM_JOB_ID} is $state (cancelled?), not requeueing"
+    exit 0
   fi
   dfar_note "checkpointed before the time limit; requeueing job ${SLURM_JOB_ID:-?} (restart $((restarts + 1)))"
   # Under preemption with PreemptMode=REQUEUE Slurm requeues the job itself and

@@ -38,6 +38,8 @@
 namespace dfar {
 namespace {
 
+void KeepMetricsUpTo(const std::string& path, int64_t step);
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -110,9 +112,9 @@ Trainer::Trainer(const Config& config, const TrainOptions& options, RunSetup& se
     DFAR_CHECK(!latest.empty(), "--resume: no complete checkpoint under ", config_.run.dir, "/checkpoints");
     Restore(latest);
   }
-  if (comm_.rank() == 0)
-    metrics_.open((fs::path(config_.run.dir) / "metrics.jsonl").string(),
-                  options_.resume ? std::ios::app : std::ios::trunc);
+  const std::string metrics = (fs::path(config_.run.dir) / "metrics.jsonl").string();
+  if (comm_.rank() == 0 && options_.resume) KeepMetricsUpTo(metrics, start_step_);
+  if (comm_.rank() == 0) metrics_.open(metrics, options_.resume ? std::ios::app : std::ios::trunc);
 }
 
 void Trainer::BuildModel() {
@@ -174,6 +176,28 @@ void Trainer::AddDeviceMetrics(nlohmann::json& j, double secs) {
 int64_t Trainer::TotalSteps() const {
   if (config_.train.max_steps > 0) return config_.train.max_steps;
   return sampler_->batches_per_epoch() * config_.train.epochs;
+}
+
+// A run killed after its last checkpoint logged steps that the resume
+// trains again: drop them, so that every step appears once. Lines that are
+// not JSON objects with a step are kept (they are not the trainer's).
+void KeepMetricsUpTo(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() > step) {
+      ++dropped;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  if (dropped == 0) return;
+  WriteFileAtomic(path, kept);
+  LogInfo("{}: dropped {} line(s) past step {} (logged after the checkpoint, trained again now)", path, dropped, step);
 }
 
 // Splits this rank's share of one global batch into grad_accum micro-batches.

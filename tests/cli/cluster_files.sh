@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.." || exit 1
 
 shopt -s nullglob
 yamls=(cluster/k8s/*.yaml)
-scripts=(launch/*.sh cluster/slurm/*.sbatch)
+scripts=(launch/*.sh cluster/slurm/*.sbatch tests/slurm/*.sh)
 sbatches=(cluster/slurm/*.sbatch)
 [ ${#yamls[@]} -ge 3 ] || fail "expected cluster/k8s/{train-mpijob,eval-mpijob,pvc}.yaml, found: ${yamls[*]}"
 [ ${#sbatches[@]} -ge 3 ] || fail "expected three cluster/slurm/*.sbatch, found: ${sbatches[*]}"
