@@ -1,5 +1,7 @@
 #include "dfar/train/grad_sync.h"
 
+#include <algorithm>
+
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -13,6 +15,15 @@ namespace {
 
 DType CommDType(const torch::Tensor& t) {
   return CommDTypeOf(t.scalar_type(), "gradients");
+}
+
+// A zeroed staging buffer of n elements in `slot` (ZeRO 2/3), counted in the
+// live and peak staging bytes; an existing one is kept.
+void EnsureStaging(torch::Tensor& slot, int64_t n, const torch::TensorOptions& options, int64_t& bytes, int64_t& peak) {
+  if (slot.defined()) return;
+  slot = torch::zeros({n}, options);
+  bytes += slot.nbytes();
+  peak = std::max(peak, bytes);
 }
 
 // Runs after AccumulateGrad wrote a parameter's gradient into the flat buffer.
@@ -101,12 +112,9 @@ void GradientSync::StageGradient(size_t entry) {
   const Bucket& bucket = flat_.buckets()[b];
   DFAR_CHECK(b >= next_launch_, "the gradient of '", e.name, "' arrived after its bucket was reduced");
   auto& staging = staging_[b];
-  if (!staging.defined()) {
-    staging = torch::zeros({bucket.end - bucket.begin},
-                           torch::TensorOptions().dtype(flat_.grad_dtype()).device(flat_.device()));
-    staging_bytes_ += staging.nbytes();
-    peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
-  }
+  EnsureStaging(staging, bucket.end - bucket.begin,
+                torch::TensorOptions().dtype(flat_.grad_dtype()).device(flat_.device()), staging_bytes_,
+                peak_staging_bytes_);
   torch::Tensor& grad = params_[entry].mutable_grad();
   if (grad.defined()) staging.narrow(0, e.offset - bucket.begin, e.numel).add_(grad.reshape({-1}));
   grad.reset();
@@ -126,12 +134,10 @@ void GradientSync::LaunchBucket(size_t b) {
         comm_.AllReduceAsync(range.data_ptr(), static_cast<size_t>(range.numel()), CommDType(range), ReduceOp::kSum);
     return;
   }
-  if (!staging_[b].defined()) {  // No gradient landed (unused parameters): zeros still take part.
-    staging_[b] = torch::zeros({bucket.end - bucket.begin},
-                               torch::TensorOptions().dtype(flat_.grad_dtype()).device(flat_.device()));
-    staging_bytes_ += staging_[b].nbytes();
-    peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
-  }
+  // A bucket where no gradient landed (unused parameters) takes part as zeros.
+  EnsureStaging(staging_[b], bucket.end - bucket.begin,
+                torch::TensorOptions().dtype(flat_.grad_dtype()).device(flat_.device()), staging_bytes_,
+                peak_staging_bytes_);
   if (comm_.size() > 1) {
     scatter_out_[b] = torch::empty({bucket.part()}, staging_[b].options());
     works_[b] = comm_.ReduceScatterAsync(staging_[b].data_ptr(), scatter_out_[b].data_ptr(),
