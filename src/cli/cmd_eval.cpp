@@ -11,6 +11,7 @@
 #include "dfar/eval/evaluator.h"
 #include "dfar/eval/report.h"
 #include "dfar/model/pretrained.h"
+#include "dfar/runtime/thread_policy.h"
 
 #if __has_include("dfar/train/trained_model.h")
 #include "dfar/train/trained_model.h"
@@ -62,8 +63,9 @@ void ApplyFlags(const EvalFlags& f, Config* config) {
 
 void RunEval(const EvalFlags& f) {
   DFAR_CHECK(f.model.empty() || f.checkpoint.empty(), "give --model or --checkpoint, not both");
-  auto comm = MakeHostCommunicator();
   Config config = LoadConfigFromFlags(f.config);
+  ApplyWaitPolicy(config.model);  // May re-execute dfar: before MPI starts.
+  auto comm = MakeHostCommunicator();
   PretrainedModel model;
   if (!f.checkpoint.empty()) model = LoadCheckpoint(f.checkpoint, &config, f.config);
   ApplyFlags(f, &config);

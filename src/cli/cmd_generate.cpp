@@ -8,6 +8,7 @@
 #include "dfar/model/generate.h"
 #include "dfar/model/pretrained.h"
 #include "dfar/runtime/run_setup.h"
+#include "dfar/runtime/thread_policy.h"
 
 namespace dfar::cli {
 namespace {
@@ -24,8 +25,10 @@ struct GenerateFlags {
 void RunGenerate(const GenerateFlags& f) {
   // The same run setup as train and eval: one device and dtype rule; the
   // weights load straight onto that device in that dtype.
+  ApplyWaitPolicy(f.placement);  // May re-execute dfar (runtime/thread_policy.h).
   auto comm = MakeSingleCommunicator();
   RunSetup setup(f.placement, *comm);
+  if (setup.device().is_cpu()) std::fprintf(stderr, "dfar: threads wait: %s\n", WaitPolicyLine().c_str());
   PretrainedModel m =
       LoadPretrained(f.model, true, {torch::TensorOptions().device(setup.device()).dtype(setup.dtype()), false});
   DFAR_CHECK(m.tokenizer != nullptr, f.model, ": no tokenizer found (need tokenizer.json or tokenizer.model)");
@@ -60,6 +63,9 @@ void RegisterGenerateCommand(CLI::App& app) {
   cmd->add_option("--temperature", flags->options.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-p", flags->options.top_p, "nucleus mass when sampling")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", flags->options.seed, "sampling seed");
+  cmd->add_option("--decode-threads", flags->options.decode_threads,
+                  "CPU threads of the decode steps; 0 = chosen by timing the first steps")
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("--stop", flags->options.stop_strings, "stop string (repeatable)");
   cmd->callback([flags] { RunGenerate(*flags); });
 }

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "dfar/comm/communicator.h"
 #include "dfar/core/logging.h"
+#include "dfar/runtime/thread_policy.h"
 #include "dfar/train/trainer.h"
 
 namespace dfar::cli {
@@ -18,6 +19,7 @@ struct TrainFlags {
 
 void RunTrain(const TrainFlags& f) {
   const Config config = LoadConfigFromFlags(f.config);
+  ApplyWaitPolicy(config.model);  // May re-execute dfar: before MPI starts.
   auto comm = MakeHostCommunicator();
   const TrainSummary s = RunTraining(config, f.options, *comm);
   LogInfo("done: {} steps in {:.1f}s, final loss {:.4f}, checkpoint {}", s.steps, s.seconds, s.final_loss,

@@ -10,8 +10,10 @@
 #include "commands.h"
 #include "dfar/core/error.h"
 #include "dfar/core/logging.h"
+#include "dfar/runtime/thread_policy.h"
 
 int main(int argc, char** argv) {
+  dfar::RememberCommandLine(argc, argv);  // For the wait-policy re-execution (runtime/thread_policy.h).
   CLI::App app{"dfar: distributed L / L+R fine-tuning and evaluation of LLMs on DFAR"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "show help for every subcommand");

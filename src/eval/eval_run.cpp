@@ -8,6 +8,7 @@
 #include "dfar/core/logging.h"
 #include "dfar/data/dataset.h"
 #include "dfar/eval/evaluator.h"
+#include "dfar/runtime/thread_policy.h"
 
 namespace dfar {
 namespace {
@@ -66,7 +67,7 @@ void PlaceForEval(PretrainedModel& model, const RunSetup& setup) {
   const World& world = setup.world();
   const bool from_env = std::getenv("OMP_NUM_THREADS") != nullptr;
   const int threads = from_env ? world.threads : std::max(1, world.threads / std::max(1, world.local_size));
-  if (device.is_cpu()) torch::set_num_threads(threads);
+  if (device.is_cpu()) SetCpuThreads(threads);
   LogInfo("eval: {} on {} in {} ({} threads)", model.source, device.str(), setup.placement().dtype_name,
           device.is_cpu() ? threads : 0);
 }

@@ -1,8 +1,10 @@
 #include "dfar/model/generate.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "dfar/core/error.h"
+#include "dfar/runtime/thread_policy.h"
 
 namespace dfar {
 namespace {
@@ -67,6 +69,48 @@ bool CutAtStop(std::string* text, const std::vector<std::string>& stops) {
   return true;
 }
 
+// Keeps the KV-cache rows `rows` (int64 indices, on the cache's device).
+void KeepCacheRows(KvCache* cache, const torch::Tensor& rows) {
+  for (auto& k : cache->k) k = k.index_select(0, rows);
+  for (auto& v : cache->v) v = v.index_select(0, rows);
+  cache->segment_ids = cache->segment_ids.index_select(0, rows);
+}
+
+// The decode steps' CPU thread count (GenerationOptions::decode_threads):
+// with 0, steps 1-2 run on the caller's count and steps 3-4 on one thread
+// (step 0 warms up), and the faster pair decides the rest. Restores the
+// caller's count when destroyed.
+class DecodeThreads {
+ public:
+  DecodeThreads(int requested, bool on_cpu) : caller_(at::get_num_threads()), fixed_(requested) {
+    if (!on_cpu || (requested == 0 && caller_ <= 1)) fixed_ = -1;  // Nothing to choose.
+    if (fixed_ > 0) SetCpuThreads(fixed_);
+  }
+  ~DecodeThreads() {
+    if (fixed_ >= 0) SetCpuThreads(caller_);
+  }
+  DecodeThreads(const DecodeThreads&) = delete;
+  DecodeThreads& operator=(const DecodeThreads&) = delete;
+
+  void BeforeStep(int64_t step) {
+    if (fixed_ != 0) return;
+    if (step == 3) SetCpuThreads(1);
+    start_ = Clock::now();
+  }
+  void AfterStep(int64_t step) {
+    if (fixed_ != 0 || step < 1 || step > 4) return;
+    (step <= 2 ? caller_s_ : one_s_) += std::chrono::duration<double>(Clock::now() - start_).count();
+    if (step == 4) SetCpuThreads(one_s_ < caller_s_ ? 1 : caller_);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  int caller_;
+  int fixed_;  // -1: leave threads alone; 0: time and choose; n: n threads.
+  Clock::time_point start_;
+  double caller_s_ = 0, one_s_ = 0;
+};
+
 }  // namespace
 
 std::vector<Generation> Generate(Decoder& decoder, const Tokenizer& tok,
@@ -82,31 +126,45 @@ std::vector<Generation> Generate(Decoder& decoder, const Tokenizer& tok,
   auto logits = decoder->Logits(hidden.select(1, plen - 1));
   auto gen = at::detail::createCPUGenerator(o.seed);
   std::vector<Generation> out(static_cast<size_t>(b));
-  std::vector<bool> done(static_cast<size_t>(b), false);
+  std::vector<int64_t> running(static_cast<size_t>(b));  // Batch slot -> row of `out`.
+  for (int64_t r = 0; r < b; ++r) running[static_cast<size_t>(r)] = r;
   auto next_pos = torch::tensor(p.lengths, torch::kLong).unsqueeze(1);
+  DecodeThreads threads(o.decode_threads, device.is_cpu());
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
-    auto next = SampleNext(logits, o, gen);  // [B] int64 on the host.
+    auto next = SampleNext(logits, o, gen);  // [running] int64 on the host.
     const auto chosen = next.accessor<int64_t, 1>();
-    for (int64_t r = 0; r < b; ++r) {
-      auto& g = out[static_cast<size_t>(r)];
-      if (done[static_cast<size_t>(r)]) continue;
-      const int32_t id = static_cast<int32_t>(chosen[r]);
+    std::vector<int64_t> keep;  // Slots whose row goes on.
+    for (size_t slot = 0; slot < running.size(); ++slot) {
+      auto& g = out[static_cast<size_t>(running[slot])];
+      const int32_t id = static_cast<int32_t>(chosen[static_cast<int64_t>(slot)]);
       if (id == tok.eos_id() && !o.ignore_eos) {
-        done[static_cast<size_t>(r)] = true;
         g.stop_reason = "eos";
         continue;
       }
       g.ids.push_back(id);
       g.text = tok.Decode(g.ids);
       if (CutAtStop(&g.text, o.stop_strings)) {
-        done[static_cast<size_t>(r)] = true;
         g.stop_reason = "stop_string";
+        continue;
       }
+      keep.push_back(static_cast<int64_t>(slot));
     }
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
-    auto seg = torch::ones({b, 1}, torch::kLong);
+    if (keep.empty() || step + 1 == o.max_new_tokens) break;
+    if (keep.size() < running.size()) {  // Finished rows leave the batch.
+      const auto slots = torch::tensor(keep, torch::kLong);
+      KeepCacheRows(&cache, slots.to(device));
+      next = next.index_select(0, slots);
+      next_pos = next_pos.index_select(0, slots);
+      std::vector<int64_t> still;
+      for (int64_t k : keep) still.push_back(running[static_cast<size_t>(k)]);
+      running.swap(still);
+    }
+    const int64_t n = static_cast<int64_t>(running.size());
+    threads.BeforeStep(step);
+    auto seg = torch::ones({n, 1}, torch::kLong);
     hidden = decoder->forward({next.unsqueeze(1).to(device), next_pos.to(device), seg.to(device)}, &cache);
     logits = decoder->Logits(hidden.select(1, 0));
+    threads.AfterStep(step);
     next_pos = next_pos + 1;
   }
   for (auto& g : out)

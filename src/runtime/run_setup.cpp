@@ -6,6 +6,7 @@
 #include "dfar/core/error.h"
 #include "dfar/core/logging.h"
 #include "dfar/core/torch_compat.h"
+#include "dfar/runtime/thread_policy.h"
 #if defined(DFAR_WITH_NCCL)
 #include "dfar/comm/nccl_communicator.h"
 #endif
@@ -49,10 +50,12 @@ RunSetup::~RunSetup() = default;
 void RunSetup::LogTopology() const {
   const std::string mine = world_.TopologyLine() + " dtype=" + placement_.dtype_name;
   LogInfo("topology: {}", mine);
+  LogInfo("threads wait: {}", WaitPolicyLine());
   const auto lines = host_.AllGatherBytes(mine);
   if (host_.rank() != 0) return;
   for (const auto& line : lines) std::fprintf(stderr, "dfar: %s\n", line.c_str());
   std::fprintf(stderr, "dfar: compute dtype %s: %s\n", placement_.dtype_name.c_str(), placement_.reason.c_str());
+  if (placement_.device.is_cpu()) std::fprintf(stderr, "dfar: threads wait: %s\n", WaitPolicyLine().c_str());
 }
 
 std::string RunSetup::ResolvedComment() const {

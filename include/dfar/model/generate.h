@@ -3,8 +3,11 @@
 // Owns: left-padding prompts of different lengths into one batch, prefill,
 // then one token per step for every unfinished row, with greedy or
 // temperature/top-p sampling (seeded), stopping per row on EOS, a stop
-// string, or max_new_tokens. Rows never wait for each other's text: a
-// finished row simply stops contributing output.
+// string, or max_new_tokens. A finished row leaves the batch (its KV-cache
+// rows are dropped), so later steps compute only the rows still running.
+// On a CPU the decode steps pick their own thread count (decode_threads).
+// Sampling draws one uniform per running row per step from a generator seeded
+// by `seed`, so a seed gives the same text on every device.
 // Failure: dfar::Error for empty prompts or a request beyond the model's
 // context. Thread-safety: uses the decoder exclusively while running.
 #pragma once
@@ -27,6 +30,11 @@ struct GenerationOptions {
   uint64_t seed = 0;
   std::vector<std::string> stop_strings;  // Output is cut before the first match.
   bool ignore_eos = false;                // Keep going past EOS (EOS is kept as a token); for benchmarks.
+  // CPU threads of the decode steps (the prefill keeps the caller's). 0:
+  // chosen by timing: the first steps run with the caller's count and with 1
+  // thread, and the faster is kept (one-token GEMVs often lose more to
+  // fork/join than they gain). n > 0: exactly n.
+  int decode_threads = 0;
 };
 
 struct Generation {
