@@ -11,6 +11,21 @@
 // go into the JSON summary so the HF `generate` baseline (benchmarks/py) can
 // start from the same ids and compare its tokens with dfar's.
 //
+// The memory-bandwidth bound: decoding one token reads every weight once
+// (the tied LM head reads the embedding matrix; a lookup's one row is
+// ignored), so tokens/s cannot exceed read bandwidth / weight bytes. The
+// bandwidth is measured in the same run, on the same threads, over a 256 MiB
+// fp32 tensor (best of 5 after a warm-up): reading it (a sum, one add per
+// element, so the loads are the cost) gives the bound; copying it (bytes
+// copied per second, the memcpy figure) is reported beside it. Decoding only
+// reads weights, so the read figure is the one that bounds it. The KV
+// cache's reads (about 1% of the weights' at 150 slots) are left out, so the
+// bound is a little optimistic.
+//
+// Threads: the process runs under the OpenMP wait policy dfar's commands
+// pick for fp32 (runtime/thread_policy.h), and Generate picks the decode
+// steps' thread count itself (GenerationOptions::decode_threads = 0).
+//
 // Correctness: both methods produce the same greedy tokens. The cached path
 // masks with segment ids (additive mask) and the recompute path uses plain
 // causal SDPA, so fp32 rounding may make a late near-tie flip; the check
@@ -25,6 +40,7 @@
 #include "dfar/core/error.h"
 #include "dfar/model/generate.h"
 #include "dfar/model/pretrained.h"
+#include "dfar/runtime/thread_policy.h"
 #include "harness.h"
 #include "torch_meta.h"
 
@@ -78,6 +94,40 @@ int64_t MatchingPrefix(const std::vector<int32_t>& a, const std::vector<int32_t>
 }
 
 template <typename Fn>
+double BestSeconds(Fn&& fn) {
+  fn();
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    const double t0 = dfar::bench::Now();
+    fn();
+    best = std::min(best, dfar::bench::Now() - t0);
+  }
+  return best;
+}
+
+// GB/s over a 256 MiB fp32 tensor: read (a sum) and copied (bytes per second).
+struct Bandwidth {
+  double read = 0, copy = 0;
+};
+Bandwidth MeasureBandwidth() {
+  const auto src = torch::ones({int64_t{64} << 20}, torch::kFloat);
+  auto dst = torch::empty_like(src);
+  const double gb = static_cast<double>(src.nbytes()) / 1e9;
+  Bandwidth b;
+  b.read = gb / BestSeconds([&] { (void)src.sum(); });
+  b.copy = gb / BestSeconds([&] { dst.copy_(src); });
+  return b;
+}
+
+// Bytes of weights one decode step reads: every parameter once (tied
+// weights are one tensor, so they count once).
+double WeightBytes(dfar::Decoder& d) {
+  double bytes = 0;
+  for (const auto& p : d->parameters()) bytes += static_cast<double>(p.nbytes());
+  return bytes;
+}
+
+template <typename Fn>
 double MedianSeconds(int reps, Fn&& fn) {
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
@@ -89,7 +139,11 @@ double MedianSeconds(int reps, Fn&& fn) {
 }
 
 int Run(const Args& args) {
-  torch::set_num_threads(static_cast<int>(args.GetInt("threads", 2)));
+  dfar::ModelSection fp32;
+  fp32.device = "cpu";
+  fp32.dtype = "fp32";
+  dfar::ApplyWaitPolicy(fp32);  // May re-execute this benchmark under dfar's fp32 policy.
+  dfar::SetCpuThreads(static_cast<int>(args.GetInt("threads", 2)));
   const std::string model_path = args.Get("model", kDefaultModel);
   const int64_t n = args.GetInt("new-tokens", args.quick ? 32 : 128);
   const int reps = static_cast<int>(args.GetInt("reps", 1));
@@ -104,6 +158,7 @@ int Run(const Args& args) {
   report.Meta("model", model_path);
   report.Meta("dtype", "fp32");
   report.Meta("prompt_tokens", std::to_string(prompt.size()));
+  report.Meta("omp_wait_policy", dfar::WaitPolicyLine());
   report.Begin({{"method", 10}, {"new_tokens", 10}, {"seconds", 9, 3}, {"tokens_per_s", 12, 2}, {"speedup", 8, 2}});
 
   GreedyCached(model, prompt, 4);  // Warm-up: first-call allocations and kernel selection.
@@ -129,11 +184,26 @@ int Run(const Args& args) {
   report.Summary("generated_ids", cached);
   report.Summary("matching_prefix", prefix);
   report.Summary("speedup", t_recompute / t_cache);
+  const Bandwidth bw = MeasureBandwidth();
+  const double weight_mb = WeightBytes(model.decoder) / 1e6;
+  const double bound = bw.read * 1e3 / weight_mb;  // tokens/s if only the weight reads cost time.
+  report.Summary("read_GBps", bw.read);
+  report.Summary("copy_GBps", bw.copy);
+  report.Summary("weight_MB_per_token", weight_mb);
+  report.Summary("bandwidth_bound_tokens_per_s", bound);
+  report.Summary("kv_cache_share_of_bound", tokens / t_cache / bound);
+  char line[200];
+  std::snprintf(line, sizeof(line),
+                "bound = read bandwidth (256 MiB sum, same threads) / weight bytes per token = %.1f GB/s / %.0f MB "
+                "= %.1f tokens/s (copy: %.1f GB/s copied)",
+                bw.read, weight_mb, bound, bw.copy);
+  report.Note(line);
   return report.Finish();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  dfar::RememberCommandLine(argc, argv);
   return dfar::bench::Main(argc, argv, kUsage, Run);
 }

@@ -73,7 +73,10 @@ Report::Report(std::string bench, const Args& args, int rank, int ranks)
   meta_["hardware_threads"] = std::thread::hardware_concurrency();
   const char* omp = std::getenv("OMP_NUM_THREADS");
   meta_["omp_num_threads"] = omp ? omp : "unset";
+  const char* wait = std::getenv("OMP_WAIT_POLICY");
+  meta_["omp_wait_policy"] = wait ? wait : "unset";
   meta_["ranks"] = ranks_;
+  meta_["libtorch"] = "not linked (this benchmark times MPI only)";  // AddTorchMeta names the version.
   meta_["dfar"] = DFAR_VERSION;
   meta_["build"] = std::string(DFAR_BUILD_TYPE) + ", " + DFAR_CXX_COMPILER;
   const char* commit = std::getenv("DFAR_GIT_COMMIT");

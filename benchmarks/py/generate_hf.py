@@ -107,7 +107,7 @@ def main():
         prompt_ids, tok = prompt_from_tokenizer(model_dir)
         report.add_meta("prompt", "spec text via the model dir's tokenizer" if prompt_ids else "fixed ids")
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
     if prompt_ids is None:
         prompt_ids = fixed_prompt_ids(model.config.vocab_size)

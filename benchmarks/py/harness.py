@@ -56,6 +56,7 @@ class Report:
             "cpu_flags": cpu_flags(),
             "hardware_threads": os.cpu_count(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
             "ranks": 1,
             "python": sys.version.split()[0],
             "git_commit": os.environ.get("DFAR_GIT_COMMIT", "unknown"),

@@ -8,12 +8,14 @@ are Hugging Face's (model.layers.N.self_attn.q_proj.weight, ...), so an HF
 model directory (config.json + model.safetensors) loads with a strict
 load_state_dict.
 
-It is written the way a careful engineer would write it for speed on torch
-1.13 (the libtorch dfar links):
-  * attention goes through torch.nn.functional._scaled_dot_product_attention
-    with is_causal=True when that private 1.13 entry point exists (dfar calls
-    at::_scaled_dot_product_attention with is_causal on 1.13); otherwise a
-    matmul + masked softmax fallback;
+It is written the way a careful engineer would write it for speed on the
+torch it runs on (make bench: the torch 2.11 wheel, the libtorch of dfar's
+build it is compared with):
+  * attention goes through torch.nn.functional.scaled_dot_product_attention
+    with is_causal=True, and enable_gqa=True where torch has it (>= 2.5, as
+    dfar uses it), so no K/V copy; on torch 1.13 through the private
+    _scaled_dot_product_attention(is_causal) entry point with the KV heads
+    expanded; otherwise a matmul + masked softmax fallback;
   * RoPE cos/sin tables are cached per (seq, dtype);
   * the loss computes logits only at supervised positions: the hidden states
     of positions whose label != -100 are index_select-ed before the final norm
@@ -31,10 +33,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
-HAVE_SDPA = hasattr(F, "_scaled_dot_product_attention")
+HAVE_PUBLIC_SDPA = hasattr(F, "scaled_dot_product_attention")
+HAVE_GQA = HAVE_PUBLIC_SDPA and "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")
+HAVE_SDPA = HAVE_PUBLIC_SDPA or hasattr(F, "_scaled_dot_product_attention")
 
 
 def attention_impl():
+    if HAVE_PUBLIC_SDPA:
+        return "scaled_dot_product_attention(is_causal%s)" % (", enable_gqa" if HAVE_GQA else "")
     return "_scaled_dot_product_attention(is_causal)" if HAVE_SDPA else "matmul+softmax"
 
 
@@ -121,10 +127,13 @@ class Attention(nn.Module):
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         rep = self.nh // self.nkv
-        if rep > 1:  # GQA: the 1.13 kernel has no head broadcasting, expand the kv heads
+        if rep > 1 and not HAVE_GQA:  # GQA without head broadcasting: expand the kv heads
             k = k[:, :, None].expand(B, self.nkv, rep, T, self.hd).reshape(B, self.nh, T, self.hd)
             v = v[:, :, None].expand(B, self.nkv, rep, T, self.hd).reshape(B, self.nh, T, self.hd)
-        if HAVE_SDPA:
+        if HAVE_PUBLIC_SDPA:
+            kw = {"enable_gqa": True} if rep > 1 and HAVE_GQA else {}
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, **kw)
+        elif HAVE_SDPA:
             # torch 1.13 signature: (q, k, v, attn_mask, dropout_p, need_attn_weights, is_causal)
             o = F._scaled_dot_product_attention(q, k, v, None, 0.0, False, True)[0]
         else:

@@ -2,7 +2,8 @@
 
 Measures one full fine-tuning optimizer step of a Llama-family model written in
 plain PyTorch eager (llama_eager.py: the same math as dfar's C++ decoder, on
-the same libtorch 1.13), so bench_step's numbers can be compared with what a
+the same libtorch as the dfar build it is compared with: make bench runs the
+torch 2.11 wheel against dfar's 2.11 build), so bench_step's numbers can be compared with what a
 good engineer gets from Python eager on the same machine and threads. The
 difference is then dfar's own work (flat parameters, fused kernels, less
 dispatch), not a different model or a different loss.
@@ -268,7 +269,7 @@ def self_check(report, args):
             continue
         B, T = args.batch or B, args.seq or T
         ours = llama_eager.load_model(model_dir)
-        hf = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32,
+        hf = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
                                               attn_implementation="eager")
         hf.config.use_cache = False
         ids, labels = make_batch(B, T, ours.cfg.vocab_size)

@@ -25,6 +25,13 @@
 // LM-head logits only at supervised positions, so its real work is a little
 // below this nominal count; the nominal count is what both sides report.
 //
+// Real rows (the -dfar cases): the first DFAR training examples of the demo's
+// L+R config, as many as greedy packing fits into batch x seq, packed the
+// way data.packing packs them (span attention per example). --examples
+// writes them so that step_hf_peft.py trains on the very same examples,
+// batched the HF way (padded to the longest); tokens/s on both sides counts
+// the examples' real tokens.
+//
 // Correctness: every loss finite, and the last loss below the first (each
 // step trains on the same batch, so the loss must fall).
 #include <cmath>
@@ -35,6 +42,7 @@
 
 #include "dfar/core/config.h"
 #include "dfar/core/error.h"
+#include "dfar/runtime/thread_policy.h"
 #if defined(DFAR_WITH_NCCL)
 #include "dfar/comm/nccl_communicator.h"
 #endif
@@ -53,8 +61,11 @@ const char* const kDefaultModel = ".cache/models/smollm2-135m-instruct.gguf";
 const char* const kUsage =
     "bench_step [--case NAME] [--device cpu|cuda] [--threads N] [--batch B] [--seq T] [--warmup N]\n"
     "           [--timed N] [--model GGUF] [--export DIR] [--quick] [--json FILE]\n"
+    "           [--examples FILE]\n"
     "cases: tiny-full-fp32 smollm2-full-fp32 smollm2-full-bf16 smollm2-lora-fp32 smollm2-lora-bf16\n"
-    "       (default: all, in this order). --batch is per rank. --export DIR writes DIR/tiny-llama and\n"
+    "       smollm2-lora-dfar-fp32 smollm2-lora-dfar-bf16 (default: all, in this order). --batch is per rank.\n"
+    "       The -dfar cases train on real DFAR rows (the demo's L+R config) packed into batch x seq;\n"
+    "       --examples FILE writes those examples for the Python baselines. --export DIR writes DIR/tiny-llama and\n"
     "       DIR/smollm2 (HF layout) before timing, for the Python baselines.\n"
     "       --device cuda: each rank on its GPU; the table then adds mfu, model FLOPs over the\n"
     "       device's dense bf16 peak (a table of known GPUs; blank for another).";
@@ -67,6 +78,7 @@ struct CaseSpec {
   int64_t batch = 4, seq = 192;
   double lr = 1e-5;
   int warmup = 1, timed = 3;
+  bool dfar_rows = false;  // Real DFAR examples, packed (MakeDfarBatch), instead of the synthetic batch.
 };
 
 std::vector<CaseSpec> AllCases() {
@@ -74,7 +86,9 @@ std::vector<CaseSpec> AllCases() {
           {"smollm2-full-fp32", false, false, torch::kFloat, 4, 192, 1e-5, 1, 2},
           {"smollm2-full-bf16", false, false, torch::kBFloat16, 4, 192, 1e-5, 1, 3},
           {"smollm2-lora-fp32", false, true, torch::kFloat, 4, 192, 2e-4, 1, 3},
-          {"smollm2-lora-bf16", false, true, torch::kBFloat16, 4, 192, 2e-4, 1, 3}};
+          {"smollm2-lora-bf16", false, true, torch::kBFloat16, 4, 192, 2e-4, 1, 3},
+          {"smollm2-lora-dfar-fp32", false, true, torch::kFloat, 2, 512, 2e-4, 1, 3, true},
+          {"smollm2-lora-dfar-bf16", false, true, torch::kBFloat16, 2, 512, 2e-4, 1, 3, true}};
 }
 
 // The cases to run, with --quick and the command-line overrides applied.
@@ -103,20 +117,37 @@ struct CaseResult {
   double loss_first = 0, loss_last = 0;
   double flops_per_token = 0;
   int64_t trainable = 0;
+  double tokens = 0;  // Real (non-padding) tokens per step, all ranks.
 };
 
+// This rank's batch on the host: synthetic, or real DFAR rows (written to
+// `examples_path` on rank 0 when one is given).
+dfar::bench::StepBatch HostBatch(const CaseSpec& spec, const dfar::PretrainedModel& model,
+                                 const std::string& examples_path, dfar::Communicator& comm, double* tokens) {
+  *tokens = static_cast<double>(spec.batch * spec.seq);
+  if (!spec.dfar_rows)
+    return dfar::bench::MakeStepBatch(comm.rank(), spec.batch, spec.seq, model.decoder->config().vocab_size);
+  DFAR_CHECK(model.tokenizer != nullptr, "case ", spec.name, ": the model carries no tokenizer");
+  auto d = dfar::bench::MakeDfarBatch(*model.tokenizer, comm.rank(), spec.batch, spec.seq);
+  *tokens = static_cast<double>(d.real_tokens);
+  if (comm.rank() == 0 && !examples_path.empty()) dfar::bench::WriteExamples(d.examples, examples_path);
+  return d.batch;
+}
+
 CaseResult RunCase(const CaseSpec& spec, const std::string& model_path, const std::string& device,
-                   dfar::Communicator& comm) {
-  dfar::PretrainedModel model = spec.tiny ? dfar::bench::MakeTinyLlama() : dfar::LoadPretrained(model_path, false);
+                   const std::string& examples_path, dfar::Communicator& comm) {
+  dfar::PretrainedModel model =
+      spec.tiny ? dfar::bench::MakeTinyLlama() : dfar::LoadPretrained(model_path, spec.dfar_rows);
+  CaseResult r;
+  const auto host_batch = HostBatch(spec, model, examples_path, comm, &r.tokens);
+  comm.AllReduce(&r.tokens, 1, dfar::DType::kFloat64, dfar::ReduceOp::kSum);
   dfar::bench::TrainSetup setup;
   setup.lora = spec.lora;
   setup.dtype = spec.dtype;
   setup.bucket_mb = dfar::DistConfig{}.bucket_mb;
   setup.device = device;
   dfar::bench::Trainee trainee(std::move(model), setup, comm);
-  const auto batch = trainee.OnDevice(
-      dfar::bench::MakeStepBatch(comm.rank(), spec.batch, spec.seq, trainee.decoder()->config().vocab_size));
-  CaseResult r;
+  const auto batch = trainee.OnDevice(host_batch);
   r.flops_per_token = dfar::TrainFlopsPerToken(trainee.decoder(), spec.seq, /*activation_checkpointing=*/false);
   r.trainable = trainee.trainable();
   std::vector<double> times;
@@ -172,7 +203,22 @@ void BeginTable(Report& report) {
                 {"mfu", 6, 3}});
 }
 
+// One --case on the CPU runs under the OpenMP wait policy dfar's commands
+// choose for its dtype (runtime/thread_policy.h), so its figure is what
+// `dfar train` gets; several cases in one process share the policy in force.
+void ApplyCaseWaitPolicy(const Args& args) {
+  if (!args.kv.count("case") || args.Get("device", "cpu") != "cpu") return;
+  for (const CaseSpec& c : AllCases()) {
+    if (c.name != args.Get("case", "")) continue;
+    dfar::ModelSection m;
+    m.device = "cpu";
+    m.dtype = c.dtype == torch::kBFloat16 ? "bf16" : "fp32";
+    dfar::ApplyWaitPolicy(m);  // May re-execute this benchmark, before MPI starts.
+  }
+}
+
 int Run(const Args& args) {
+  ApplyCaseWaitPolicy(args);
   auto comm = dfar::MakeHostCommunicator();
   torch::set_num_threads(static_cast<int>(args.GetInt("threads", 2)));
   const std::string model_path = args.Get("model", kDefaultModel);
@@ -184,6 +230,7 @@ int Run(const Args& args) {
   dfar::bench::AddTorchMeta(report);
   report.Meta("model", model_path);
   report.Meta("device", device);
+  report.Meta("omp_wait_policy", dfar::WaitPolicyLine());
   report.Meta("bucket_mb", FormatNumber(dfar::DistConfig{}.bucket_mb));
   if (args.kv.count("export")) {
     ExportModels(args.Get("export", ""), model_path, *comm);
@@ -193,8 +240,8 @@ int Run(const Args& args) {
   nlohmann::json share = nlohmann::json::object(), flops = nlohmann::json::object(),
                  trainable = nlohmann::json::object();
   for (const auto& spec : cases) {
-    const CaseResult r = RunCase(spec, model_path, device, *comm);
-    const double tokens = static_cast<double>(comm->size() * spec.batch * spec.seq);
+    const CaseResult r = RunCase(spec, model_path, device, args.Get("examples", ""), *comm);
+    const double tokens = r.tokens;
     const double gflops = r.flops_per_token * tokens / r.step_s / 1e9;
     const bool ok = std::isfinite(r.loss_first) && std::isfinite(r.loss_last) && r.loss_last < r.loss_first;
     // MFU per rank: each rank does 1/size of the global tokens on its own GPU.
@@ -210,6 +257,9 @@ int Run(const Args& args) {
       "gflops_per_s = model FLOPs/token x global tokens / step time; FLOPs/token = 6 N_matmul + 12 L h T "
       "(full FT), 4 N_matmul + 6 N_lora + 12 L h T (LoRA); N_matmul includes the LM head, not the embedding");
   report.Note("step_ms: median of timed steps (slowest rank); loss_first: the first step's loss, before any update");
+  report.Note(
+      "-dfar cases: the demo's L+R training rows packed into batch x seq (data.packing); tokens_per_s "
+      "counts their real tokens, not padding slots");
   report.Summary("bf16_peak_gflops", kBf16PeakGflops);
   if (!share.empty()) report.Summary("share_of_peak", share);
   report.Summary("flops_per_token", flops);
@@ -220,5 +270,6 @@ int Run(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dfar::RememberCommandLine(argc, argv);  // For the wait-policy re-execution of one --case.
   return dfar::bench::Main(argc, argv, kUsage, Run);
 }

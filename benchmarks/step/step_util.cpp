@@ -3,12 +3,68 @@
 #include "step_util.h"
 
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <vector>
 
+#include "dfar/core/config.h"
+#include "dfar/core/error.h"
 #include "dfar/data/collate.h"
 #include "dfar/model/export.h"
+#include "train/train_data.h"
 
 namespace dfar::bench {
+
+namespace {
+
+// The examples greedy packing puts into `rows` rows of `cols` from `first`
+// on: CollatePacked starts a new row when an example does not fit.
+size_t PackedRun(const std::vector<TokenizedExample>& all, size_t first, int64_t rows, int64_t cols) {
+  int64_t row = 0, used = 0;
+  size_t i = first;
+  for (; i < all.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(all[i].ids.size());
+    if (used + n > cols) {
+      if (++row == rows) break;
+      used = 0;
+    }
+    used += n;
+  }
+  return i - first;
+}
+
+}  // namespace
+
+DfarBatch MakeDfarBatch(const Tokenizer& tok, int rank, int64_t rows, int64_t cols) {
+  const Config config = LoadConfig("configs/demo-lr.yaml", {});
+  DFAR_CHECK(config.prompt.max_seq_len <= cols, "configs/demo-lr.yaml: prompt.max_seq_len ", config.prompt.max_seq_len,
+             " does not fit the benchmark's rows of ", cols);
+  const std::vector<TokenizedExample> all = TokenizeTrainingData(config, tok).train;
+  size_t first = 0;
+  for (int r = 0; r < rank; ++r) first += PackedRun(all, first, rows, cols);
+  const size_t n = PackedRun(all, first, rows, cols);
+  DFAR_CHECK(n > 0, config.data.train, ": not enough training rows for rank ", rank, "'s batch");
+  DfarBatch d;
+  d.examples.assign(all.begin() + static_cast<long>(first), all.begin() + static_cast<long>(first + n));
+  const Batch packed = CollatePacked(d.examples, std::max(tok.pad_id(), 0), cols);
+  DFAR_CHECK(packed.rows <= rows, "packed ", n, " examples into ", packed.rows, " rows, expected at most ", rows);
+  d.batch.tensors = ToTensors(packed, /*packed=*/true, torch::kCPU);
+  d.batch.supervised = static_cast<double>(packed.supervised_tokens);
+  d.real_tokens = packed.real_tokens;
+  return d;
+}
+
+void WriteExamples(const std::vector<TokenizedExample>& examples, const std::string& path) {
+  nlohmann::json j;
+  j["examples"] = nlohmann::json::array();
+  for (const auto& e : examples)
+    j["examples"].push_back({{"index", e.index}, {"ids", e.ids}, {"prompt_len", e.prompt_len}});
+  std::ofstream out(path + ".tmp");
+  out << j.dump() << "\n";
+  out.close();
+  DFAR_CHECK(out.good(), path, ": could not write the benchmark's examples");
+  std::filesystem::rename(path + ".tmp", path);
+}
 
 StepBatch MakeStepBatch(int rank, int64_t rows, int64_t cols, int64_t vocab) {
   auto ids = torch::empty({rows, cols}, torch::kLong);
@@ -107,8 +163,9 @@ double Trainee::Step(const StepBatch& batch, double lr) {
 
 StepBatch Trainee::OnDevice(const StepBatch& batch) const {
   StepBatch out = batch;
-  out.tensors.input_ids = batch.tensors.input_ids.to(run_->device());
-  out.tensors.labels = batch.tensors.labels.to(run_->device());
+  for (torch::Tensor* t : {&out.tensors.input_ids, &out.tensors.labels, &out.tensors.position_ids,
+                           &out.tensors.segment_ids, &out.tensors.supervised_rows, &out.tensors.targets})
+    if (t->defined()) *t = t->to(run_->device());
   return out;
 }
 

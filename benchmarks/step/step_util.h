@@ -12,8 +12,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dfar/comm/communicator.h"
+#include "dfar/data/collate.h"
 #include "dfar/model/pretrained.h"
 #include "dfar/runtime/run_setup.h"
 #include "dfar/train/loss.h"
@@ -29,6 +31,22 @@ struct StepBatch {
   double supervised = 0;  // Supervised positions on this rank.
 };
 StepBatch MakeStepBatch(int rank, int64_t rows, int64_t cols, int64_t vocab);
+
+// Real DFAR rows: the training examples of the demo's L+R config
+// (configs/demo-lr.yaml: its data file, template, objective and
+// max_seq_len), tokenised with `tok`, in file order; rank r takes the r-th
+// run of as many examples as greedy packing (CollatePacked, dfar's
+// data.packing) fits into `rows` x `cols`. `examples` are those examples, so
+// the Python side can batch the very same ones its own way; `real_tokens`
+// counts their tokens (the packed batch's non-padding slots).
+struct DfarBatch {
+  StepBatch batch;
+  std::vector<TokenizedExample> examples;
+  int64_t real_tokens = 0;
+};
+DfarBatch MakeDfarBatch(const Tokenizer& tok, int rank, int64_t rows, int64_t cols);
+// {"examples": [{"index", "ids", "prompt_len"}, ...]} for benchmarks/py.
+void WriteExamples(const std::vector<TokenizedExample>& examples, const std::string& path);
 
 // hidden 64, 2 layers, 4 heads (2 kv), intermediate 176, vocab 512, untied;
 // weights N(0, 0.02) after torch::manual_seed(1234), norms 1. No tokenizer.
