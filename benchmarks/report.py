@@ -353,7 +353,7 @@ def threads_section(data, step, goals):
     text = ("OpenMP's wait policy, which dfar picks per dtype and fp32 GEMM library at start-up "
             "(src/runtime/thread_policy.cpp; a user's `OMP_WAIT_POLICY` wins): the LoRA step of `step` again, "
             "once with `OMP_WAIT_POLICY=PASSIVE` and once with libgomp's default (`DFAR_THREAD_POLICY=off`). "
-            "The goal row asks that dfar's pick be within 10% of the faster of the two (run-to-run noise on this "
+            "The goal row asks that dfar's pick be within 10%% of the faster of the two (run-to-run noise on this "
             "shared 2-core machine is a few percent).\n\n%s\n\nPolicies in force: `%s`" % (meta_line(data), policies))
     return "## threads\n\n" + text + "\n\n" + (md_table(rows) if rows else "_no pairs_\n") + "\n"
 

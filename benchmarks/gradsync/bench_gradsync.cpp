@@ -100,7 +100,8 @@ std::unique_ptr<GradModel> BuildModel(const std::string& path, dfar::Communicato
     g->named.emplace_back(p.key(), p.value());
     tensors.push_back(p.value());
   }
-  g->flat = std::make_unique<dfar::FlatParameters>(g->named, comm.size(), dfar::DistConfig{}.bucket_mb);
+  g->flat = std::make_unique<dfar::FlatParameters>(
+      g->named, dfar::FlatLayout{comm.size(), comm.rank(), dfar::DistConfig{}.bucket_mb, /*zero=*/0});
   comm.Broadcast(g->flat->data().data_ptr(), static_cast<size_t>(g->flat->data().nbytes()), dfar::DType::kUInt8, 0);
   g->sync = std::make_unique<dfar::GradientSync>(*g->flat, comm, tensors);
   return g;
@@ -156,7 +157,7 @@ BucketResult MeasureBucket(const Named& model, double bucket_mb, int reps, dfar:
     leaves.push_back(torch::empty_like(p).requires_grad_(true));
     named.emplace_back(name, leaves.back());
   }
-  dfar::FlatParameters flat(named, comm.size(), bucket_mb);
+  dfar::FlatParameters flat(named, dfar::FlatLayout{comm.size(), comm.rank(), bucket_mb, /*zero=*/0});
   dfar::GradientSync sync(flat, comm, leaves);
   {
     torch::NoGradGuard no_grad;
