@@ -11,29 +11,10 @@
 #include <vector>
 
 #include "dfar/model/pretrained.h"
+#include "helpers/tokenizer_util.h"
 
 namespace dfar {
 namespace {
-
-// The fixture's tokenizer with another token standing in for EOS, so that a
-// random model's rows stop at chosen, different steps.
-class EosAs : public Tokenizer {
- public:
-  EosAs(const Tokenizer& inner, int32_t eos) : inner_(inner), eos_(eos) {}
-  std::vector<int32_t> Encode(std::string_view text) const override { return inner_.Encode(text); }
-  std::string Decode(const std::vector<int32_t>& ids) const override { return inner_.Decode(ids); }
-  std::string Piece(int32_t id) const override { return inner_.Piece(id); }
-  int64_t vocab_size() const override { return inner_.vocab_size(); }
-  int32_t bos_id() const override { return inner_.bos_id(); }
-  bool add_bos() const override { return inner_.add_bos(); }
-  int32_t eos_id() const override { return eos_; }
-  int32_t pad_id() const override { return inner_.pad_id(); }
-  std::string kind() const override { return inner_.kind(); }
-
- private:
-  const Tokenizer& inner_;
-  int32_t eos_;
-};
 
 PretrainedModel TinyModel() {
   PretrainedModel m = LoadPretrained(std::string(DFAR_SOURCE_DIR) + "/tests/fixtures/models/tiny-spm");
@@ -67,7 +48,7 @@ TEST(GenerateTest, RowsThatStopEarlyLeaveTheBatchWithoutChangingTheOthers) {
   const std::vector<int32_t> free0 = Generate(m.decoder, *m.tokenizer, {prompts[0]}, o)[0].ids;
   const int32_t stand_in = free0.at(3);
   const size_t first = static_cast<size_t>(std::find(free0.begin(), free0.end(), stand_in) - free0.begin());
-  const EosAs tok(*m.tokenizer, stand_in);
+  const testing::EosOverride tok(*m.tokenizer, stand_in);  // Rows stop where they emit it.
   o.ignore_eos = false;
   const auto batch = Generate(m.decoder, tok, prompts, o);
   std::set<size_t> lengths;

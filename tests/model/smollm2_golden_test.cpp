@@ -26,6 +26,7 @@
 #include "dfar/model/generate.h"
 #include "dfar/model/pretrained.h"
 #include "dfar/weights/safetensors.h"
+#include "helpers/tokenizer_util.h"
 
 namespace dfar {
 namespace {
@@ -49,25 +50,6 @@ std::vector<int64_t> ReadIds(const SafetensorsFile& f, const std::string& name) 
 std::vector<int64_t> Widen(const std::vector<int32_t>& ids) {
   return std::vector<int64_t>(ids.begin(), ids.end());
 }
-
-// The tokenizer with EOS hidden, so that Generate runs max_new_tokens steps
-// (EOS is then just another token, as with transformers' eos_token_id=None).
-class NoEosTokenizer : public Tokenizer {
- public:
-  explicit NoEosTokenizer(const Tokenizer& inner) : inner_(inner) {}
-  std::vector<int32_t> Encode(std::string_view text) const override { return inner_.Encode(text); }
-  std::string Decode(const std::vector<int32_t>& ids) const override { return inner_.Decode(ids); }
-  std::string Piece(int32_t id) const override { return inner_.Piece(id); }
-  int64_t vocab_size() const override { return inner_.vocab_size(); }
-  int32_t bos_id() const override { return inner_.bos_id(); }
-  bool add_bos() const override { return inner_.add_bos(); }
-  int32_t eos_id() const override { return -1; }
-  int32_t pad_id() const override { return inner_.pad_id(); }
-  std::string kind() const override { return inner_.kind(); }
-
- private:
-  const Tokenizer& inner_;
-};
 
 TEST(SmolLM2GoldenTest, LogitsAndGreedyTokensMatchTransformers) {
   const std::string gguf = GgufPath();
@@ -131,7 +113,7 @@ TEST(SmolLM2GoldenTest, LogitsAndGreedyTokensMatchTransformers) {
   EXPECT_EQ(g.stop_reason, hit_eos ? "eos" : "length");
 
   // All 20 greedy tokens, EOS not stopping either side.
-  const NoEosTokenizer no_eos(tok);
+  const testing::EosOverride no_eos(tok, -1);  // EOS hidden: all max_new_tokens steps run.
   const Generation free = Generate(d, no_eos, {ids}, opts)[0];
   EXPECT_EQ(free.stop_reason, "length");
   const std::vector<int64_t> want_free = ReadIds(*golden, "greedy_ids_no_eos");
