@@ -353,8 +353,9 @@ def threads_section(data, step, goals):
     text = ("OpenMP's wait policy, which dfar picks per dtype and fp32 GEMM library at start-up "
             "(src/runtime/thread_policy.cpp; a user's `OMP_WAIT_POLICY` wins): the LoRA step of `step` again, "
             "once with `OMP_WAIT_POLICY=PASSIVE` and once with libgomp's default (`DFAR_THREAD_POLICY=off`). "
-            "The goal row asks that dfar's pick be within 10%% of the faster of the two (run-to-run noise on this "
-            "shared 2-core machine is a few percent).\n\n%s\n\nPolicies in force: `%s`" % (meta_line(data), policies))
+            "The goal row asks that dfar's pick be within 10%% of the faster of the two; on this shared 2-core "
+            "machine runs minutes apart can differ by more than that, which is why the pairs run back to back in one "
+            "suite.\n\n%s\n\nPolicies in force: `%s`" % (meta_line(data), policies))
     return "## threads\n\n" + text + "\n\n" + (md_table(rows) if rows else "_no pairs_\n") + "\n"
 
 
