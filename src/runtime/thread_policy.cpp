@@ -48,7 +48,12 @@ void Reexecute() {
   std::vector<char*> argv;
   for (auto& a : CommandLine()) argv.push_back(a.data());
   argv.push_back(nullptr);
-  ::execv("/proc/self/exe", argv.data());
+  // The binary's own path, not /proc/self/exe: execv names the process after
+  // its file, and ps, pgrep and SLURM's job tools should still see "dfar".
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) self[n] = '\0';
+  ::execv(n > 0 ? self : "/proc/self/exe", argv.data());
   LogWarn("could not re-execute with {}={} ({}); continuing with libgomp's default", kPolicyVar, Env(kPolicyVar),
           std::strerror(errno));
   ::unsetenv(kPolicyVar);

@@ -24,6 +24,20 @@ expect_ok off env DFAR_THREAD_POLICY=off "${gen[@]}" --dtype fp32
 contains off "threads wait: OMP_WAIT_POLICY unset, libgomp's default"
 case "$out" in *"(dfar:"*) fail "off: dfar still chose a policy: $out" ;; esac
 
+# The re-executed process keeps its name (ps, pgrep and SLURM's tools look
+# for "dfar"; an execv of /proc/self/exe would rename it "exe").
+"$DFAR" train --config configs/tiny-lora-lr.yaml run.dir="$TMP/name" model.dtype=fp32 train.max_steps=100000 \
+  >"$TMP/name.log" 2>&1 &
+pid=$!
+for _ in $(seq 50); do
+  grep -q 'step 1/' "$TMP/name.log" 2>/dev/null && break
+  sleep 0.2
+done
+comm=$(cat "/proc/$pid/comm" 2>/dev/null)
+kill -KILL "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+[ "$comm" = dfar ] || fail "re-executed process is named '$comm', want dfar"$'\n'"$(tail -5 "$TMP/name.log")"
+
 # Two ranks under mpirun: each re-executes before MPI_Init and trains.
 expect_ok mpirun mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 -np 2 \
   "$DFAR" train --config configs/tiny-lora-lr.yaml run.dir="$TMP/run" model.dtype=fp32 train.max_steps=2

@@ -10,7 +10,7 @@
 // figures are in docs/benchmarks.md ("threads").
 //
 // How: libgomp reads OMP_WAIT_POLICY once, while it loads, before main runs,
-// so dfar sets it by re-executing itself (execv /proc/self/exe, the same
+// so dfar sets it by re-executing itself (execv of its own binary, the same
 // arguments) before MPI starts, with DFAR_WAIT_POLICY_REASON saying why.
 // A user's own OMP_WAIT_POLICY always wins, and DFAR_THREAD_POLICY=off turns
 // the choice off. CUDA ranks are left alone.
