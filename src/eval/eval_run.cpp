@@ -78,10 +78,7 @@ EvalReport RunEvaluation(PretrainedModel& model, const Config& config, const std
   const std::vector<Example> examples = LoadTestExamples(config);
   // Reasons are judged for objective L+R (the pre-trained row is prompted
   // as L+R); L is never asked for one.
-  bool has_reasons = false;
-  for (const Example& ex : examples) has_reasons = has_reasons || !ex.reason.empty();
-  has_reasons = has_reasons && info.objective == "lr";
-  const std::unique_ptr<ReasonJudge> judge = ReasonJudge::Make(config, has_reasons, comm);
+  const std::unique_ptr<ReasonJudge> judge = ReasonJudge::Make(config, ReasonsAreRead(config, examples), comm);
   GatheredResults gathered = Evaluate(model, config, examples, comm, judge.get());
   ReportOptions options;
   options.bootstrap_resamples = config.eval.bootstrap_resamples;

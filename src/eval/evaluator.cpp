@@ -43,10 +43,15 @@ std::vector<std::vector<size_t>> LengthSortedBatches(const std::vector<int64_t>&
 }
 
 void GenerateBatch(PretrainedModel& m, const PromptTemplate& tmpl, const EvalConfig& ec,
-                   const std::vector<std::vector<int32_t>>& prompts, std::vector<ExampleResult*> out,
-                   RankStats* stats) {
+                   const std::vector<std::vector<int32_t>>& prompts, std::vector<ExampleResult*> out, RankStats* stats,
+                   bool stop_at_verdict) {
   GenerationOptions options;
   options.max_new_tokens = ec.max_new_tokens;
+  if (stop_at_verdict) {
+    options.stop_when = [prefix = AnswerPrefix(tmpl.target_l)](const std::string& text) {
+      return VerdictSentenceEnded(text, prefix);
+    };
+  }
   const std::vector<Generation> gens = Generate(m.decoder, *m.tokenizer, prompts, options);
   for (size_t i = 0; i < gens.size(); ++i) {
     ExampleResult& r = *out[i];
@@ -136,8 +141,13 @@ bool ShouldLogProgress(size_t done, size_t total) {
 
 }  // namespace
 
+bool ReasonsAreRead(const Config& config, const std::vector<Example>& examples) {
+  if (ParseObjective(config.prompt.objective) != Objective::kLabelReason) return false;
+  return std::any_of(examples.begin(), examples.end(), [](const Example& ex) { return !ex.reason.empty(); });
+}
+
 std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTemplate& tmpl, const Config& config,
-                                         const std::vector<Example>& examples, RankStats* stats) {
+                                         const std::vector<Example>& examples, RankStats* stats, bool stop_at_verdict) {
   CheckEvalInputs(model, config);
   const EvalConfig& ec = config.eval;
   torch::NoGradGuard no_grad;
@@ -161,7 +171,7 @@ std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTem
       batch_examples.push_back(&examples[i]);
     }
     if (ec.mode == "generate") {
-      GenerateBatch(model, tmpl, ec, batch_prompts, out, stats);
+      GenerateBatch(model, tmpl, ec, batch_prompts, out, stats, stop_at_verdict);
     } else {
       ScoreBatch(model, tmpl, config, batch_examples, out, stats);
     }
@@ -190,7 +200,7 @@ GatheredResults Evaluate(PretrainedModel& model, const Config& config, const std
   // A failure here must still reach the gather, which every other rank is
   // about to enter: it travels in the payload and every rank raises it.
   try {
-    if (!mine.empty()) results = EvaluateLocal(model, tmpl, config, mine, &stats);
+    if (!mine.empty()) results = EvaluateLocal(model, tmpl, config, mine, &stats, !ReasonsAreRead(config, examples));
     if (judge != nullptr) judge->Judge(results);
   } catch (const std::exception& e) {
     error = e.what();

@@ -122,6 +122,13 @@ std::string LowerCopy(std::string_view s) {
 
 }  // namespace
 
+bool VerdictSentenceEnded(std::string_view text, std::string_view answer_prefix) {
+  // Whether the answer prefix is skipped depends on the character after it:
+  // until that one exists, a later character could still change the verdict.
+  if (text.size() <= SkipSpace(text, 0) + answer_prefix.size()) return false;
+  return FirstSentenceEnd(text, SkipPreamble(text, answer_prefix)) < text.size();
+}
+
 Verdict ParseVerdict(std::string_view text, std::string_view ethical_word, std::string_view unethical_word,
                      std::string_view answer_prefix) {
   const std::string ethical = LowerCopy(ethical_word), unethical = LowerCopy(unethical_word);

@@ -147,6 +147,10 @@ std::vector<Generation> Generate(Decoder& decoder, const Tokenizer& tok,
         g.stop_reason = "stop_string";
         continue;
       }
+      if (o.stop_when && o.stop_when(g.text)) {
+        g.stop_reason = "done";
+        continue;
+      }
       keep.push_back(static_cast<int64_t>(slot));
     }
     if (keep.empty() || step + 1 == o.max_new_tokens) break;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "dfar/data/example.h"
 
 namespace dfar {
@@ -59,6 +62,40 @@ TEST(VerdictTest, TheFirstSentenceDecides) {
   EXPECT_EQ(Label("The statement is ethical.\nIt would be unethical to refuse help."), kEthical);
   EXPECT_EQ(Label("Unethical."), kUnethical);
   EXPECT_EQ(Label("ethical! Helping is good."), kEthical);
+}
+
+// A generator may stop once VerdictSentenceEnded says so: for every prefix
+// of these outputs (cut at every byte) that it accepts, the verdict of the
+// prefix is the verdict of the whole output.
+TEST(VerdictTest, AVerdictSentenceThatEndedIsFinal) {
+  const std::vector<std::string> outputs = {"The statement is unethical. It hurts others, though some call it ethical.",
+                                            "The statement isn't ethical because lying breaks trust.",
+                                            "  the STATEMENT is\nunethical\nReason: it is not ethical.",
+                                            "**Unethical.** Some would call it ethical.",
+                                            "Not unethical! It helps.",
+                                            "The statements are ethical? or unethical.",
+                                            "I cannot answer. The statement is ethical.",
+                                            "ethical or unethical: it depends.",
+                                            "It isn\xE2\x80\x99t unethical. Done.",
+                                            "The.statement is unethical."};
+  int stopped = 0;
+  for (const std::string& full : outputs) {
+    const Verdict whole = ParseVerdict(full);
+    for (size_t n = 0; n <= full.size(); ++n) {
+      const std::string cut = full.substr(0, n);
+      if (!VerdictSentenceEnded(cut)) continue;
+      ++stopped;
+      const Verdict v = ParseVerdict(cut);
+      EXPECT_EQ(v.label, whole.label) << "'" << cut << "' of '" << full << "'";
+      EXPECT_EQ(v.problem, whole.problem) << "'" << cut << "' of '" << full << "'";
+    }
+    EXPECT_TRUE(VerdictSentenceEnded(full)) << full;
+  }
+  EXPECT_FALSE(VerdictSentenceEnded("The statement is"));
+  EXPECT_FALSE(VerdictSentenceEnded("The statement is unethical"));
+  EXPECT_FALSE(VerdictSentenceEnded("\n\n"));
+  EXPECT_TRUE(VerdictSentenceEnded("The statement is unethical."));
+  EXPECT_GT(stopped, 0);
 }
 
 TEST(VerdictTest, EchoesAndHedgesAreUnparseable) {

@@ -64,6 +64,29 @@ TEST(GenerateTest, RowsThatStopEarlyLeaveTheBatchWithoutChangingTheOthers) {
   EXPECT_GE(lengths.size(), 2u);
 }
 
+// stop_when ends a row at the first token after which it holds, and leaves
+// that row's tokens (and the other rows') as a free run would have made them.
+TEST(GenerateTest, StopWhenEndsEachRowAtItsFirstMatch) {
+  PretrainedModel m = TinyModel();
+  const auto prompts = Prompts(*m.tokenizer);
+  GenerationOptions o;
+  o.max_new_tokens = 12;
+  o.ignore_eos = true;
+  const auto free = Generate(m.decoder, *m.tokenizer, prompts, o);
+  o.stop_when = [](const std::string& text) { return text.size() >= 6; };
+  const auto cut = Generate(m.decoder, *m.tokenizer, prompts, o);
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    size_t n = 0;  // Tokens of the free run until its text first reaches 6 bytes.
+    while (n < free[r].ids.size() &&
+           m.tokenizer->Decode({free[r].ids.begin(), free[r].ids.begin() + static_cast<int64_t>(n)}).size() < 6)
+      ++n;
+    const std::vector<int32_t> expected(free[r].ids.begin(), free[r].ids.begin() + static_cast<int64_t>(n));
+    EXPECT_EQ(cut[r].ids, expected) << "row " << r;
+    const bool reached = m.tokenizer->Decode(expected).size() >= 6;
+    EXPECT_EQ(cut[r].stop_reason, reached ? "done" : "length") << "row " << r;
+  }
+}
+
 TEST(GenerateTest, DecodeThreadCountDoesNotChangeTokensAndIsRestored) {
   PretrainedModel m = TinyModel();
   const auto prompts = Prompts(*m.tokenizer);

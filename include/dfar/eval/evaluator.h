@@ -12,7 +12,8 @@
 //               BOS only when the tokenizer adds one), exactly as training
 //               builds its context;
 //               batched greedy decoding with the KV cache (eval.max_new_tokens,
-//               stop on EOS); the verdict is parsed from the text
+//               stop on EOS, and at the end of the verdict's sentence where
+//               no reason is read); the verdict is parsed from the text
 //               (verdict.h) and the reason is the text after it.
 //   likelihood  for each label, the mean log p per token of target_l given
 //               the prompt (EOS excluded; the mean, because a sum favours the
@@ -42,10 +43,19 @@
 
 namespace dfar {
 
+// Whether the report reads generated reasons: objective L+R and at least one
+// example with a human reason (DFAR; not ETHOS, which has none).
+bool ReasonsAreRead(const Config& config, const std::vector<Example>& examples);
+
 // Not collective: scores `examples` on this process in batches of
 // eval.batch_size and adds to *stats (examples, tokens; not seconds).
+// stop_at_verdict (generate mode): a row stops decoding once its first
+// sentence has ended (VerdictSentenceEnded), because nothing after it is
+// read; Evaluate sets it when !ReasonsAreRead. The verdicts are those of a
+// full-length run; the generated text is shorter.
 std::vector<ExampleResult> EvaluateLocal(PretrainedModel& model, const PromptTemplate& tmpl, const Config& config,
-                                         const std::vector<Example>& examples, RankStats* stats);
+                                         const std::vector<Example>& examples, RankStats* stats,
+                                         bool stop_at_verdict = false);
 
 // Collective: this rank's shard (judged by `judge` when given: similarity
 // and automatic misalignment, reason_judge.h), then the gather. Every rank

@@ -49,6 +49,11 @@ Verdict ParseVerdict(std::string_view text, std::string_view ethical_word = "eth
                      std::string_view unethical_word = "unethical",
                      std::string_view answer_prefix = "The statement is");
 
+// True once `text` holds its whole first sentence (a terminator after the
+// preamble and a word): from then on, more text cannot change ParseVerdict's
+// result, so a generator that only needs the verdict may stop there.
+bool VerdictSentenceEnded(std::string_view text, std::string_view answer_prefix = "The statement is");
+
 // A template's answer prefix: its L target up to {label}, trimmed
 // (" {label}" -> "", "The statement is {label}." -> "The statement is").
 std::string AnswerPrefix(const std::string& target_l);

@@ -3,7 +3,7 @@
 // Owns: left-padding prompts of different lengths into one batch, prefill,
 // then one token per step for every unfinished row, with greedy or
 // temperature/top-p sampling (seeded), stopping per row on EOS, a stop
-// string, or max_new_tokens. A finished row leaves the batch (its KV-cache
+// string, the caller's stop_when, or max_new_tokens. A finished row leaves the batch (its KV-cache
 // rows are dropped), so later steps compute only the rows still running.
 // On a CPU the decode steps pick their own thread count (decode_threads).
 // Sampling draws one uniform per running row per step from a generator seeded
@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,10 @@ struct GenerationOptions {
   double top_p = 1.0;        // Nucleus mass kept when sampling.
   uint64_t seed = 0;
   std::vector<std::string> stop_strings;  // Output is cut before the first match.
-  bool ignore_eos = false;                // Keep going past EOS (EOS is kept as a token); for benchmarks.
+  // Per row, after each new token: true ends the row there (stop_reason
+  // "done"; the text is kept whole). Empty: never.
+  std::function<bool(const std::string& text)> stop_when;
+  bool ignore_eos = false;  // Keep going past EOS (EOS is kept as a token); for benchmarks.
   // CPU threads of the decode steps (the prefill keeps the caller's). 0:
   // chosen by timing: the first steps run with the caller's count and with 1
   // thread, and the faster is kept (one-token GEMVs often lose more to
@@ -40,7 +44,7 @@ struct GenerationOptions {
 struct Generation {
   std::vector<int32_t> ids;  // New tokens only (EOS excluded unless ignore_eos).
   std::string text;          // Decoded, cut at a stop string.
-  std::string stop_reason;   // "eos", "stop_string", "length".
+  std::string stop_reason;   // "eos", "stop_string", "done" (stop_when), "length".
 };
 
 std::vector<Generation> Generate(Decoder& decoder, const Tokenizer& tokenizer,
