@@ -10,7 +10,8 @@
 # those, resumes an interrupted training from its newest checkpoint and
 # redoes an interrupted evaluation. SIGTERM or SIGUSR1 stop the running
 # phase (a training checkpoints first; launch/common.sh passes them on as
-# SIGUSR1) and exit 130; so does SIGINT (Ctrl-C). Rerun to continue.
+# SIGUSR1) and exit 130. SIGINT (Ctrl-C) stops it at once, without that
+# checkpoint: the rerun resumes from the last periodic one. Rerun to continue.
 #
 # Usage: scripts/experiment.sh [BUILD_DIR]   (the dfar binary: $DFAR, else BUILD_DIR/bin/dfar)
 # Sizes (environment variables; defaults in brackets):
@@ -147,14 +148,15 @@ hms() {
 # ---- the phases' commands ------------------------------------------------------
 # shellcheck source=../launch/common.sh
 source "$here/launch/common.sh"  # dfar_run_forwarding_signals: SIGTERM/SIGUSR1 reach the ranks as SIGUSR1.
-latest_ckpt() { "$dfar" ckpt latest "$1"; }
+export DFAR_BIN=$dfar  # dfar_latest_checkpoint asks this binary.
 
 train_cmd() {  # seed objective -> cmd
   local dir="$out/train-$2-seed$1" cfg=$config_l resume=(--overwrite)
   [ "$2" = lr ] && cfg=$config_lr
-  if latest_ckpt "$dir" > /dev/null 2>&1; then
+  local ckpt
+  if ckpt=$(dfar_latest_checkpoint "$dir"); then
     resume=(--resume)
-    echo "   resuming from $(latest_ckpt "$dir")"
+    echo "   resuming from $ckpt"
   fi
   cmd=("${launch[@]}" "$dfar" train --config "$cfg" "${resume[@]}" run.dir="$dir" run.seed="$1"
     data.limit="$train_rows" data.subset=stride data.val_fraction=0 train.epochs="$epochs" train.max_steps=0
@@ -165,7 +167,7 @@ train_cmd() {  # seed objective -> cmd
 eval_cmd() {  # seed objective set -> cmd
   local dest src=(--model "$model") data=()
   dest="$out/$(name_of "eval:$1:$2:$3")"
-  [ "$1" = 0 ] || src=(--checkpoint "$(latest_ckpt "$out/train-$2-seed$1")")
+  [ "$1" = 0 ] || src=(--checkpoint "$(dfar_latest_checkpoint "$out/train-$2-seed$1")")
   case "$3" in
     dfar) data=(eval.limit="$test_rows") ;;
     ethos) data=(--config configs/eval-ethos.yaml --data "$ethos" eval.limit="$ethos_rows") ;;
